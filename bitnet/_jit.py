@@ -1,0 +1,88 @@
+"""Numba settings in one place, and the thread-count control.
+
+Every kernel in bitnet is compiled with :func:`jit` (or ``jit(parallel=True)``), so the
+options below are the only place where ``cache``, ``nogil``, ``fastmath`` and
+``parallel`` are decided. Nothing here imports numba at ``import bitnet`` time: the
+modules that define kernels import this one, and those are imported lazily.
+
+Compiled kernels are cached on disk (``cache=True``). When the package directory is not
+writable (a system-wide or read-only install) numba falls back to a per-user cache
+directory by itself; ``NUMBA_CACHE_DIR`` overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+
+#: Options shared by every kernel. ``fastmath`` stays off: the float paths must match
+#: the PyTorch model within float32 rounding, and the integer paths gain nothing from it.
+JIT_OPTIONS = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
+
+
+def jit(parallel: bool = False, **overrides):
+    """Return numba's ``njit`` decorator with the project's options.
+
+    Parameters
+    ----------
+    parallel : bool
+        Compile with ``parallel=True`` so that ``numba.prange`` loops use threads.
+    **overrides
+        Per-kernel exceptions to :data:`JIT_OPTIONS` (should be rare; say why at the
+        call site).
+    """
+    opts = dict(JIT_OPTIONS)
+    opts.update(overrides)
+    if parallel:
+        opts["parallel"] = True
+    return numba.njit(**opts)
+
+
+def _default_threads() -> int:
+    env = os.environ.get("BITNET_NUM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    return 1  # one thread is the sane default on a busy machine
+
+
+_threads = None
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the parallel kernels may use (1 by default).
+
+    Results are bit-identical for any thread count. The environment variable
+    ``BITNET_NUM_THREADS`` sets the default for new processes.
+    """
+    from .errors import ParameterError
+
+    global _threads
+    if not isinstance(n, (int,)) or isinstance(n, bool) or n < 1:
+        raise ParameterError(f"thread count must be a positive integer, got {n!r}")
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    _threads = n
+
+
+def get_num_threads() -> int:
+    """Return the thread count the parallel kernels use."""
+    global _threads
+    if _threads is None:
+        set_num_threads(min(_default_threads(), numba.config.NUMBA_NUM_THREADS))
+    return _threads
+
+
+def ensure_threads() -> int:
+    """Apply the configured thread count to numba in the calling thread and return it.
+
+    numba's thread count is thread-local; call this at the top of every public entry
+    point that runs a parallel kernel.
+    """
+    n = get_num_threads()
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return n
