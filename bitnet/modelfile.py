@@ -325,6 +325,7 @@ def _check_header(h: dict, where: str, manifest_only: bool = False) -> None:
         if (
             not isinstance(entry, list)
             or len(entry) != 2
+            or not isinstance(entry[0], str)
             or entry[0] not in _DTYPES
             or not isinstance(entry[1], list)
             or not all(_is_int(s) and s >= 0 for s in entry[1])
@@ -370,7 +371,7 @@ def _parse_index(buf, size: int, where: str):
         if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
             raise ModelFileError(f"{where}: malformed index entry for tensor {name!r}")
         dname, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
-        if dname not in _DTYPES:
+        if not isinstance(dname, str) or dname not in _DTYPES:
             raise ModelFileError(f"{where}: tensor {name!r} has unsupported dtype {dname!r}")
         if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(_is_int(s) and s >= 0 for s in shape):
             raise ModelFileError(f"{where}: tensor {name!r} has a malformed shape {shape!r}")
@@ -452,7 +453,7 @@ def read_model(path):
         dt, shape, start, _ = entries[name]
         digest.update(view[start : start + math.prod(shape) * dt.itemsize])
     if not hmac.compare_digest(digest.hexdigest(), want):
-        raise ModelFileError(f"{where}: checksum mismatch: the model file was altered or is corrupt")
+        raise ModelFileError(f"{where}: checksum mismatch: the model file is altered or corrupt")
 
     header = _loads(header_str, "the model header", where)
     if not isinstance(header, dict):
