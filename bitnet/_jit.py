@@ -16,9 +16,10 @@ import os
 
 import numba
 
-#: Options shared by every kernel. ``fastmath`` stays off: the float paths must match
+#: Options shared by every kernel (``njit`` is nopython already; passing
+#: ``nopython=True`` to it only makes numba warn). ``fastmath`` stays off: the float paths must match
 #: the PyTorch model within float32 rounding, and the integer paths gain nothing from it.
-JIT_OPTIONS = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
+JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
 
 
 def jit(parallel: bool = False, **overrides):

@@ -1,0 +1,264 @@
+"""Binary convolution and binary dense: XNOR-popcount over packed ±1 values.
+
+For a pixel and an output channel ``c``, with the window's packed input words ``x_k``
+and the weight words ``w_k`` of channel ``c`` (pad bits zero in both):
+
+    dot = n − 2·Σ_k popcount(x_k XOR w_k),    n = kh·kw·C_in
+
+Padded pixels of ``same`` padding hold +1, i.e. words of zeros, and still count in ``n``
+(see :mod:`bitnet.kernels.geometry` for where the padding goes). A dense layer is the
+same kernel on a 1×1 image with a 1×1 window.
+
+Kernel layout: the weights are re-tiled once, at preparation, into ``wt[k, c]`` with
+``k = (ky·kw + kx)·Cw + cw`` (a ``(kh·kw·Cw, C_out)`` matrix), so that for each input
+word the inner loop runs over output channels on contiguous memory: one input word is
+broadcast against 8 weight words per zmm register (``vpxorq``, ``vpopcntq``,
+``vpaddq``). Work is split over output rows with ``prange``; every output element is
+computed by one thread in a fixed order, so results are identical for any thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import jit
+from ..errors import ParameterError
+from ..packing import n_words
+from ._common import emit_threshold, popcount, threshold_bounds
+from .geometry import conv_geometry
+
+__all__ = ["BConv", "bconv", "bdense", "MODES"]
+
+#: output mode codes passed to the kernels
+MODES = {"int": 0, "threshold": 1, "affine": 2}
+
+# layout of the int64 parameter vector ``ip`` of the kernel
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N = range(10)
+_NHDR = 10
+
+
+@jit(parallel=True)
+def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
+    """x (N,H,W,Cw) u64; wt (K,C_out) u64; ip = header + bound(C_out) + flipw(Cwo);
+    fp = scale(C_out) + bias(C_out); exactly one of the outputs is used (by mode)."""
+    nb, h, w, cw_in = x.shape
+    c_out = wt.shape[1]
+    kh = ip[_KH]
+    kw = ip[_KW]
+    sh = ip[_SH]
+    sw = ip[_SW]
+    pt = ip[_PT]
+    pl = ip[_PL]
+    h_out = ip[_HO]
+    w_out = ip[_WO]
+    mode = ip[_MODE]
+    n = ip[_N]
+    bound = ip[_NHDR:_NHDR + c_out]
+    flipw = ip[_NHDR + c_out:]
+    scale = fp[:c_out]
+    bias = fp[c_out:]
+    for r in prange(nb * h_out):
+        b = r // h_out
+        y = r - b * h_out
+        acc = np.empty(c_out, dtype=np.int64)
+        for xo in range(w_out):
+            acc[:] = 0
+            for ky in range(kh):
+                iy = y * sh - pt + ky
+                row_ok = iy >= 0 and iy < h
+                for kx in range(kw):
+                    ix = xo * sw - pl + kx
+                    ok = row_ok and ix >= 0 and ix < w
+                    kbase = (ky * kw + kx) * cw_in
+                    for cw in range(cw_in):
+                        xw = np.uint64(0)
+                        if ok:
+                            xw = x[b, iy, ix, cw]
+                        wrow = wt[kbase + cw]
+                        for c in range(c_out):
+                            acc[c] += popcount(xw ^ wrow[c])
+            if mode == 1:
+                emit_threshold(acc, bound, flipw, out_bits[b, y, xo], c_out)
+            elif mode == 0:
+                for c in range(c_out):
+                    out_int[b, y, xo, c] = np.int32(n - 2 * acc[c])
+            else:
+                for c in range(c_out):
+                    out_real[b, y, xo, c] = np.float32(n - 2 * acc[c]) * scale[c] + bias[c]
+
+
+_EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
+_EMPTY_I32 = np.zeros((0, 0, 0, 0), np.int32)
+_EMPTY_F32 = np.zeros((0, 0, 0, 0), np.float32)
+
+
+def _check_output_tensors(where, c_out, output, thresh, thresh_sign, scale, bias):
+    if output not in MODES:
+        raise ParameterError(f"{where}: output must be one of {sorted(MODES)}, got {output!r}")
+    if output == "threshold":
+        for name, t in (("thresh", thresh), ("thresh_sign", thresh_sign)):
+            t = None if t is None else np.asarray(t)
+            if t is None or t.dtype != np.int32 or t.shape != (c_out,):
+                got = "nothing" if t is None else f"{t.dtype} {t.shape}"
+                raise ParameterError(f"{where}: {name} must be int32 of shape ({c_out},), got {got}")
+        if not np.isin(np.asarray(thresh_sign), (-1, 1)).all():
+            raise ParameterError(f"{where}: thresh_sign must hold only +1 and -1")
+    elif output == "affine":
+        for name, t in (("scale", scale), ("bias", bias)):
+            t = None if t is None else np.asarray(t)
+            if t is None or t.dtype != np.float32 or t.shape != (c_out,):
+                got = "nothing" if t is None else f"{t.dtype} {t.shape}"
+                raise ParameterError(f"{where}: {name} must be float32 of shape ({c_out},), got {got}")
+
+
+class BConv:
+    """A prepared binary convolution (weights re-tiled once); call it on packed inputs.
+
+    Parameters
+    ----------
+    weight : uint64 ``(C_out, kh, kw, ceil(C_in/64))``
+        Packed weights (set bit = −1), canonical layout of DESIGN §2.
+    in_channels : int
+        ``C_in`` (the true channel count; pad bits of ``weight`` must be zero).
+    stride : (int, int)
+    padding : ``"same"`` (pad value +1) or ``"valid"``
+    output : ``"int"``, ``"threshold"`` or ``"affine"``
+    thresh, thresh_sign : int32 ``(C_out,)`` (threshold output)
+    scale, bias : float32 ``(C_out,)`` (affine output)
+
+    Examples
+    --------
+    >>> conv = BConv(w, 64, stride=(1, 1), padding="same", output="threshold",
+    ...              thresh=t, thresh_sign=s)                    # doctest: +SKIP
+    >>> y = conv(x)   # uint64 (N, H, W, 1) -> uint64 (N, H, W, 1)   # doctest: +SKIP
+    """
+
+    def __init__(self, weight, in_channels, stride=(1, 1), padding="same", output="int",
+                 thresh=None, thresh_sign=None, scale=None, bias=None, name="bconv"):
+        weight = np.asarray(weight)
+        if weight.dtype != np.uint64 or weight.ndim != 4:
+            raise ParameterError(f"{name}: weight must be uint64 (C_out, kh, kw, Cw), got {weight.dtype} {weight.shape}")
+        c_out, kh, kw, cw = weight.shape
+        if in_channels < 1 or cw != n_words(in_channels):
+            raise ParameterError(f"{name}: weight has {cw} words per pixel but in_channels={in_channels} needs {n_words(max(in_channels, 1))}")
+        if c_out < 1 or kh < 1 or kw < 1:
+            raise ParameterError(f"{name}: empty weight shape {weight.shape}")
+        if padding not in ("same", "valid"):
+            raise ParameterError(f"{name}: padding must be 'same' or 'valid', got {padding!r}")
+        stride = tuple(int(s) for s in stride)
+        if len(stride) != 2 or min(stride) < 1:
+            raise ParameterError(f"{name}: stride must be two positive integers, got {stride}")
+        _check_output_tensors(name, c_out, output, thresh, thresh_sign, scale, bias)
+        self.name = name
+        self.in_channels = int(in_channels)
+        self.out_channels = c_out
+        self.kernel = (kh, kw)
+        self.stride = stride
+        self.padding = padding
+        self.output = output
+        self.n = kh * kw * self.in_channels
+        self.wt = np.ascontiguousarray(weight.reshape(c_out, kh * kw * cw).T)
+        hdr = np.zeros(_NHDR, np.int64)
+        hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
+        hdr[_MODE], hdr[_N] = MODES[output], self.n
+        if output == "threshold":
+            bound, flipw = threshold_bounds(thresh, thresh_sign, -2, self.n)
+        else:
+            bound, flipw = np.zeros(c_out, np.int64), np.zeros(n_words(c_out), np.int64)
+        self._hdr = hdr
+        self._tail = np.concatenate([bound, flipw])
+        if output == "affine":
+            self.fp = np.concatenate([np.asarray(scale, np.float32), np.asarray(bias, np.float32)])
+        else:
+            self.fp = np.zeros(2 * c_out, np.float32)
+        self._ip_cache = {}
+
+    def out_hw(self, h, w):
+        """Output height and width for an ``h × w`` input (ParameterError if empty)."""
+        try:
+            ho, wo, _, _ = conv_geometry(h, w, self.kernel, self.stride, self.padding)
+        except ValueError as e:
+            raise ParameterError(f"{self.name}: {e}") from None
+        return ho, wo
+
+    def params(self, h, w):
+        """The kernel's int64 parameter vector for an ``h × w`` input (cached)."""
+        ip = self._ip_cache.get((h, w))
+        if ip is None:
+            ho, wo, pt, pl = conv_geometry(h, w, self.kernel, self.stride, self.padding)
+            hdr = self._hdr.copy()
+            hdr[_PT], hdr[_PL], hdr[_HO], hdr[_WO] = pt, pl, ho, wo
+            ip = np.concatenate([hdr, self._tail])
+            self._ip_cache[(h, w)] = ip
+        return ip
+
+    def new_output(self, nb, ho, wo):
+        """A fresh output array of the right kind for ``nb × ho × wo`` pixels."""
+        if self.output == "threshold":
+            return np.empty((nb, ho, wo, n_words(self.out_channels)), np.uint64)
+        if self.output == "int":
+            return np.empty((nb, ho, wo, self.out_channels), np.int32)
+        return np.empty((nb, ho, wo, self.out_channels), np.float32)
+
+    def run(self, x, ip, out):
+        """Run the kernel with no checks (``x`` C-contiguous uint64 NHWC)."""
+        m = self.output
+        _bconv_kernel(x, self.wt, ip, self.fp,
+                      out if m == "threshold" else _EMPTY_U64,
+                      out if m == "int" else _EMPTY_I32,
+                      out if m == "affine" else _EMPTY_F32)
+        return out
+
+    def __call__(self, x):
+        """Apply to packed input ``x`` uint64 ``(N, H, W, ceil(C_in/64))``."""
+        from .._jit import ensure_threads
+
+        x = np.asarray(x)
+        cw = n_words(self.in_channels)
+        if x.dtype != np.uint64 or x.ndim != 4 or x.shape[3] != cw:
+            raise ParameterError(f"{self.name}: input must be uint64 (N, H, W, {cw}), got {x.dtype} {x.shape}")
+        x = np.ascontiguousarray(x)
+        nb, h, w, _ = x.shape
+        ho, wo = self.out_hw(h, w)
+        ensure_threads()
+        return self.run(x, self.params(h, w), self.new_output(nb, ho, wo))
+
+
+def bconv(x, weight, in_channels, stride=(1, 1), padding="same", output="int", thresh=None,
+          thresh_sign=None, scale=None, bias=None):
+    """Binary convolution of packed NHWC ``x`` (see :class:`BConv`).
+
+    Returns int32 ``(N, Ho, Wo, C_out)``, packed uint64 ``(N, Ho, Wo, ceil(C_out/64))``
+    or float32 ``(N, Ho, Wo, C_out)`` for ``output`` = int / threshold / affine.
+    """
+    return BConv(weight, in_channels, stride, padding, output, thresh, thresh_sign, scale, bias)(x)
+
+
+class BDense(BConv):
+    """A prepared binary dense layer: uint64 ``(N, ceil(C_in/64))`` → ``(N, ...)``."""
+
+    def __init__(self, weight, in_features, output="int", thresh=None, thresh_sign=None,
+                 scale=None, bias=None, name="bdense"):
+        weight = np.asarray(weight)
+        if weight.dtype != np.uint64 or weight.ndim != 2:
+            raise ParameterError(f"{name}: weight must be uint64 (C_out, Cw), got {weight.dtype} {weight.shape}")
+        super().__init__(weight[:, None, None, :], in_features, (1, 1), "valid", output, thresh,
+                         thresh_sign, scale, bias, name=name)
+
+    def __call__(self, x):
+        x = np.asarray(x)
+        cw = n_words(self.in_channels)
+        if x.dtype != np.uint64 or x.ndim != 2 or x.shape[1] != cw:
+            raise ParameterError(f"{self.name}: input must be uint64 (N, {cw}), got {x.dtype} {x.shape}")
+        y = super().__call__(np.ascontiguousarray(x)[:, None, None, :])
+        return y[:, 0, 0, :]
+
+
+def bdense(x, weight, in_features, output="int", thresh=None, thresh_sign=None, scale=None,
+           bias=None):
+    """Binary dense layer on packed ``x`` uint64 ``(N, ceil(C_in/64))`` (see :class:`BConv`)."""
+    return BDense(weight, in_features, output, thresh, thresh_sign, scale, bias)(x)
+
+
+__all__ += ["BDense"]

@@ -1,0 +1,160 @@
+"""Pooling on packed bits and on real values (``valid`` windows only).
+
+* Max-pool of ±1 values is −1 only where every input is −1: the AND of the words
+  (pad bits stay zero because they are zero in every input).
+* Average pools sum float32 values over the window in row-major order (ky, then kx)
+  and divide by ``float32(kh·kw)``; the references do the same operations in the same
+  order, so they agree bit for bit.
+* Global average pooling of bits is the mean of the ±1 values,
+  ``float32(H·W − 2·count) / float32(H·W)`` with ``count`` the number of −1 values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import jit
+from ..errors import ParameterError
+from .geometry import pool_geometry
+
+__all__ = ["maxpool_bits", "maxpool_real", "avgpool", "global_avgpool", "global_avgpool_bits"]
+
+
+@jit()
+def _maxpool_bits_kernel(x, kh, kw, sh, sw, out):
+    nb, ho, wo, cw = out.shape
+    for b in range(nb):
+        for y in range(ho):
+            for xo in range(wo):
+                for c in range(cw):
+                    word = ~np.uint64(0)
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            word &= x[b, y * sh + ky, xo * sw + kx, c]
+                    out[b, y, xo, c] = word
+
+
+@jit()
+def _pool_real_kernel(x, kh, kw, sh, sw, is_max, out):
+    nb, ho, wo, ch = out.shape
+    inv = np.float32(kh * kw)
+    for b in range(nb):
+        for y in range(ho):
+            for xo in range(wo):
+                for c in range(ch):
+                    acc = x[b, y * sh, xo * sw, c]
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            if ky == 0 and kx == 0:
+                                continue
+                            v = x[b, y * sh + ky, xo * sw + kx, c]
+                            if is_max:
+                                if v > acc:
+                                    acc = v
+                            else:
+                                acc += v
+                    if is_max:
+                        out[b, y, xo, c] = acc
+                    else:
+                        out[b, y, xo, c] = acc / inv
+
+
+@jit()
+def _gap_real_kernel(x, out):
+    nb, h, w, ch = x.shape
+    inv = np.float32(h * w)
+    for b in range(nb):
+        for c in range(ch):
+            out[b, c] = 0
+        for i in range(h):
+            for j in range(w):
+                for c in range(ch):
+                    out[b, c] += x[b, i, j, c]
+        for c in range(ch):
+            out[b, c] = out[b, c] / inv
+
+
+@jit()
+def _gap_bits_kernel(x, channels, out):
+    nb, h, w, cw = x.shape
+    hw = h * w
+    cnt = np.zeros(cw * 64, dtype=np.int64)
+    for b in range(nb):
+        cnt[:] = 0
+        for i in range(h):
+            for j in range(w):
+                for k in range(cw):
+                    word = x[b, i, j, k]
+                    for bit in range(64):
+                        cnt[k * 64 + bit] += np.int64((word >> np.uint64(bit)) & np.uint64(1))
+        for c in range(channels):
+            out[b, c] = np.float32(hw - 2 * cnt[c]) / np.float32(hw)
+
+
+def _pool_args(x, kernel, stride, name):
+    kernel = tuple(int(k) for k in kernel)
+    stride = kernel if stride is None else tuple(int(s) for s in stride)
+    if len(kernel) != 2 or len(stride) != 2 or min(kernel) < 1 or min(stride) < 1:
+        raise ParameterError(f"{name}: kernel and stride must be two positive integers, got {kernel}, {stride}")
+    if x.ndim != 4:
+        raise ParameterError(f"{name}: input must be 4-d NHWC, got shape {x.shape}")
+    try:
+        ho, wo = pool_geometry(x.shape[1], x.shape[2], kernel, stride)
+    except ValueError as e:
+        raise ParameterError(f"{name}: {e}") from None
+    return kernel, stride, ho, wo
+
+
+def maxpool_bits(x, kernel, stride=None, out=None):
+    """Max-pool packed bits ``(N, H, W, Cw)`` uint64 (AND over each window)."""
+    x = np.asarray(x)
+    if x.dtype != np.uint64:
+        raise ParameterError(f"maxpool_bits: input must be uint64, got {x.dtype}")
+    (kh, kw), (sh, sw), ho, wo = _pool_args(x, kernel, stride, "maxpool_bits")
+    if out is None:
+        out = np.empty((x.shape[0], ho, wo, x.shape[3]), np.uint64)
+    _maxpool_bits_kernel(np.ascontiguousarray(x), kh, kw, sh, sw, out)
+    return out
+
+
+def _pool_real(x, kernel, stride, is_max, name, out=None):
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise ParameterError(f"{name}: input must be float32, got {x.dtype}")
+    (kh, kw), (sh, sw), ho, wo = _pool_args(x, kernel, stride, name)
+    if out is None:
+        out = np.empty((x.shape[0], ho, wo, x.shape[3]), np.float32)
+    _pool_real_kernel(np.ascontiguousarray(x), kh, kw, sh, sw, is_max, out)
+    return out
+
+
+def maxpool_real(x, kernel, stride=None, out=None):
+    """Max-pool float32 ``(N, H, W, C)`` (``valid``)."""
+    return _pool_real(x, kernel, stride, True, "maxpool", out)
+
+
+def avgpool(x, kernel, stride=None, out=None):
+    """Average-pool float32 ``(N, H, W, C)`` (``valid``)."""
+    return _pool_real(x, kernel, stride, False, "avgpool", out)
+
+
+def global_avgpool(x, out=None):
+    """Mean over H, W of float32 ``(N, H, W, C)`` → ``(N, C)``."""
+    x = np.asarray(x)
+    if x.dtype != np.float32 or x.ndim != 4:
+        raise ParameterError(f"global_avgpool: input must be float32 (N, H, W, C), got {x.dtype} {x.shape}")
+    if out is None:
+        out = np.empty((x.shape[0], x.shape[3]), np.float32)
+    _gap_real_kernel(np.ascontiguousarray(x), out)
+    return out
+
+
+def global_avgpool_bits(x, channels, out=None):
+    """Mean of the ±1 values over H, W of packed bits ``(N, H, W, Cw)`` → float32 ``(N, C)``."""
+    x = np.asarray(x)
+    if x.dtype != np.uint64 or x.ndim != 4 or x.shape[3] * 64 < channels:
+        raise ParameterError(f"global_avgpool: input must be uint64 (N, H, W, Cw) holding {channels} channels, got {x.dtype} {x.shape}")
+    if out is None:
+        out = np.empty((x.shape[0], channels), np.float32)
+    _gap_bits_kernel(np.ascontiguousarray(x), channels, out)
+    return out
