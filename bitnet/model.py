@@ -1,0 +1,724 @@
+"""The user-facing model: load a ``.bnn`` file, classify audio.
+
+>>> import bitnet
+>>> model = bitnet.load()                       # the bundled spoken-digit model
+>>> p = model.predict("examples/7_jackson_0.wav")  # doctest: +SKIP
+>>> p.label, p.top_k(3)                          # doctest: +SKIP
+('7', [('7', 0.97), ('1', 0.01), ('9', 0.005)])
+
+Clip policy
+-----------
+A model sees fixed windows of ``frames`` log-mel frames (``Model.window_seconds``, 1 s for
+the digits model). Every input is first converted to mono float32 and resampled to the
+model's sample rate (polyphase, :func:`bitnet.load_audio`). Then:
+
+* **a clip no longer than the window** is zero-padded, centred, to exactly one window
+  (:func:`bitnet.features.clip_features`), and classified once;
+* **a longer clip** is cut into sliding windows (:func:`bitnet.features.sliding_windows`,
+  hop = half a window by default, ``hop=`` in seconds to change it); every window is
+  classified and the clip's probabilities are the **mean of the per-window
+  probabilities** (arithmetic mean of softmax outputs). A mean of probabilities (rather
+  than of log-probabilities) keeps one confidently wrong window, e.g. a silent stretch,
+  from vetoing a class that other windows are sure of. The per-window probabilities and
+  start times are kept in :attr:`Prediction.window_probabilities` and
+  :attr:`Prediction.window_starts`.
+
+Batches (a list of inputs) put every window of every clip through one graph run and
+give the same results as predicting each clip alone.
+
+Threads: a :class:`Model` holds no mutable state after loading; ``predict`` may be called
+from several Python threads at once (the kernels release the GIL) and gives the same
+results as serial calls. ``bitnet.set_num_threads(n)`` sets how many threads one call
+uses (1 by default).
+
+First run: the kernels are compiled by numba on the first run after installation and
+cached on disk; bitnet says so once on stderr when it finds the cache cold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import AudioError, BitnetError, ModelFileError, ParameterError
+from .modelfile import read_model
+
+__all__ = ["load", "infer", "Model", "Prediction", "Segment", "DEFAULT_MODEL"]
+
+#: The bundled default model.
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.bnn"
+
+UNTRAINED_MARK = "untrained"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """What a model says about one clip (or, from :meth:`Model.stream`, one window).
+
+    Attributes
+    ----------
+    label : str
+        The most probable class.
+    index : int
+        Its position in :attr:`labels`.
+    probabilities : numpy.ndarray of float32, shape (n_classes,)
+        Class probabilities (sum to 1): the mean over windows for long clips.
+    labels : tuple of str
+        The model's class labels.
+    window_probabilities : numpy.ndarray of float32, shape (n_windows, n_classes)
+        Per-window probabilities (one row for a clip no longer than the window).
+    window_starts : numpy.ndarray of float64, shape (n_windows,)
+        Start time of each window in seconds from the start of the clip (or stream).
+    window_seconds : float
+        The model's window length in seconds.
+    source : str or None
+        The file the audio came from, where known.
+    """
+
+    label: str
+    index: int
+    probabilities: np.ndarray
+    labels: tuple
+    window_probabilities: np.ndarray
+    window_starts: np.ndarray
+    window_seconds: float
+    source: str | None = None
+
+    @property
+    def probability(self) -> float:
+        """Probability of :attr:`label`."""
+        return float(self.probabilities[self.index])
+
+    @property
+    def start(self) -> float:
+        """Start of the first window, seconds."""
+        return float(self.window_starts[0])
+
+    @property
+    def end(self) -> float:
+        """End of the last window, seconds."""
+        return float(self.window_starts[-1]) + self.window_seconds
+
+    def top_k(self, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` most probable classes as ``(label, probability)``, most probable first.
+
+        Ties keep label order. ``k`` larger than the number of classes gives them all.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ParameterError(f"top_k needs a positive integer k, got {k!r}")
+        order = np.argsort(-self.probabilities, kind="stable")[: int(k)]
+        return [(self.labels[i], float(self.probabilities[i])) for i in order]
+
+    def to_dict(self, k: int | None = None) -> dict:
+        """A JSON-ready dict: source, label, index, probability, top-k (all if ``k`` is None)."""
+        d = {
+            "source": self.source,
+            "label": self.label,
+            "index": self.index,
+            "probability": round(self.probability, 6),
+            "top_k": [[lab, round(p, 6)] for lab, p in self.top_k(k or len(self.labels))],
+            "windows": int(self.window_probabilities.shape[0]),
+        }
+        return d
+
+    def __repr__(self) -> str:
+        src = f", source={self.source!r}" if self.source else ""
+        return (
+            f"Prediction(label={self.label!r}, probability={self.probability:.3f}, "
+            f"windows={self.window_probabilities.shape[0]}{src})"
+        )
+
+
+class Segment(NamedTuple):
+    """One row of :meth:`Model.timeline`: times in seconds, the label and its probability."""
+
+    start: float
+    end: float
+    label: str
+    probability: float
+
+
+# --------------------------------------------------------------------------- first-run notice
+
+_run_lock = threading.Lock()
+_warm = False
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    if env:
+        return Path(env)
+    pkg = Path(__file__).resolve().parent / "__pycache__"
+    if os.access(pkg if pkg.exists() else pkg.parent, os.W_OK):
+        return pkg
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bitnet"
+
+
+def _marker() -> Path:
+    """A file whose existence says: the kernels of this very build were compiled here.
+
+    Keyed like numba's own cache: bitnet, numba and Python versions and the size and
+    modification time of every source file of the package (numba recompiles when a
+    kernel's source file changes).
+    """
+    from . import __version__
+
+    numba = sys.modules.get("numba")
+    h = hashlib.sha256(f"{__version__}|{getattr(numba, '__version__', '')}|{sys.version}".encode())
+    root = Path(__file__).resolve().parent
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for fn in sorted(filenames):
+            if fn.endswith(".py"):
+                st = os.stat(os.path.join(dirpath, fn))
+                h.update(f"{fn}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return _cache_dir() / f"bitnet-warm-{h.hexdigest()[:20]}"
+
+
+def _run_graph(graph, x: np.ndarray) -> np.ndarray:
+    """Run the graph; on the first run in a process, check the kernel cache and say if cold."""
+    global _warm
+    if _warm:
+        return graph.run(x)
+    with _run_lock:  # the first run compiles (or loads) the kernels: once, serially
+        if _warm:
+            return graph.run(x)
+        try:
+            marker = _marker()
+            cold = not marker.exists()
+        except OSError:
+            marker, cold = None, False
+        if cold and not os.environ.get("BITNET_QUIET"):
+            print("bitnet: compiling kernels for this machine (first run only, takes a while)...", file=sys.stderr, flush=True)
+        out = graph.run(x)
+        if cold and marker is not None:
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:
+                pass
+        _warm = True
+        return out
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
+def _is_source(x) -> bool:
+    return isinstance(x, (str, os.PathLike, np.ndarray)) or hasattr(x, "read")
+
+
+def _source_name(x) -> str | None:
+    if isinstance(x, (str, os.PathLike)):
+        return os.fspath(x)
+    name = getattr(x, "name", None)
+    return name if isinstance(name, str) else None
+
+
+class _StreamResampler:
+    """Streaming polyphase resampling equal (up to rounding) to ``scipy.signal.resample_poly``.
+
+    Same filter as ``resample_poly(x, up, down)`` (Kaiser β = 5, 10 zero crossings per
+    side) and the same output alignment, computed chunk by chunk: output sample ``m``
+    is made as soon as every input it depends on has arrived; :meth:`flush` makes the
+    rest, treating the signal as ending there.
+    """
+
+    def __init__(self, orig_sr: int, sr: int):
+        from scipy.signal import firwin
+
+        g = math.gcd(int(orig_sr), int(sr))
+        up, down = int(sr) // g, int(orig_sr) // g
+        max_rate = max(up, down)
+        half_len = 10 * max_rate
+        h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+        pre = down - half_len % down
+        h = np.concatenate((np.zeros(pre), h))
+        self.up, self.down = up, down
+        self.delay = (half_len + pre) // down  # outputs resample_poly drops at the start
+        k = -(-len(h) // up)
+        poly = np.zeros((up, k))
+        for p in range(up):
+            taps = h[p::up]
+            poly[p, : len(taps)] = taps
+        self.poly = poly  # poly[p, i] = h[p + i*up]
+        self.k = k
+        self.buf = np.zeros(0)
+        self.buf_start = 0  # input index of buf[0]
+        self.n_in = 0
+        self.m = 0  # next output index
+
+    def _make(self, m_end: int) -> np.ndarray:
+        if m_end <= self.m:
+            return np.zeros(0, np.float32)
+        m = np.arange(self.m, m_end)
+        t = (m + self.delay) * self.down
+        phase, j = t % self.up, t // self.up
+        idx = j[:, None] - np.arange(self.k)[None, :] - self.buf_start
+        valid = (idx >= 0) & (idx < self.buf.shape[0])
+        vals = np.where(valid, self.buf[np.clip(idx, 0, max(self.buf.shape[0] - 1, 0))] if self.buf.size else 0.0, 0.0)
+        y = (vals * self.poly[phase]).sum(axis=1)
+        self.m = m_end
+        # keep only what later outputs can still need
+        t_next = (self.m + self.delay) * self.down
+        keep_from = t_next // self.up - self.k + 1
+        drop = min(max(0, keep_from - self.buf_start), self.buf.shape[0])
+        if drop:
+            self.buf = self.buf[drop:]
+            self.buf_start += drop
+        return y.astype(np.float32)
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self.buf = np.concatenate((self.buf, x.astype(np.float64)))
+        self.n_in += x.shape[0]
+        # output m needs inputs up to j = (m + delay) * down // up, which must be < n_in
+        m_end = (self.n_in * self.up - 1) // self.down - self.delay + 1 if self.n_in else 0
+        return self._make(max(m_end, self.m))
+
+    def flush(self) -> np.ndarray:
+        n_out = -(-self.n_in * self.up // self.down)
+        return self._make(n_out)
+
+
+class Model:
+    """A loaded, validated model. Make one with :func:`bitnet.load`.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file it was loaded from (the bundled file for the default model).
+    labels : tuple of str
+        Class labels, in logit order.
+    frontend : bitnet.features.FrontendConfig
+        Sample rate and log-mel settings; ``frontend.frames`` is the window in frames.
+    header : dict
+        The full model header (``docs/graph.md``).
+    provenance : dict
+        Dataset, split, accuracy, training command, creation date.
+    graph : bitnet.graph.Graph
+        The validated layer graph.
+    """
+
+    def __init__(self, header: dict, tensors: dict, path: Path, graph, frontend):
+        self.header = header
+        self.tensors = tensors
+        self.path = path
+        self.graph = graph
+        self.frontend = frontend
+        self.labels = tuple(header["labels"])
+        self.provenance = dict(header["provenance"])
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate audio is resampled to, Hz."""
+        return int(self.frontend.sample_rate)
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one model window at :attr:`sample_rate`."""
+        return int(self.frontend.window_samples)
+
+    @property
+    def window_seconds(self) -> float:
+        """The model window in seconds."""
+        return self.window_samples / self.sample_rate
+
+    @property
+    def untrained(self) -> bool:
+        """True when the provenance marks the model an untrained placeholder."""
+        return any(isinstance(v, str) and UNTRAINED_MARK in v.lower() for v in self.provenance.values())
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, labels={len(self.labels)}, sample_rate={self.sample_rate})"
+
+    # ---------------------------------------------------------------- building blocks
+
+    def _hop_frames(self, hop) -> int:
+        if hop is None:
+            return max(1, int(self.frontend.frames) // 2)
+        if isinstance(hop, bool) or not isinstance(hop, (int, float, np.number)) or not math.isfinite(hop) or hop <= 0:
+            raise ParameterError(f"hop must be a positive number of seconds, got {hop!r}")
+        return max(1, int(round(hop * self.sample_rate / self.frontend.hop_length)))
+
+    def load(self, audio, sample_rate=None) -> np.ndarray:
+        """Load one input as mono float32 at the model's rate (see :func:`bitnet.load_audio`)."""
+        from .audio import load_audio
+
+        if isinstance(audio, np.ndarray) or (isinstance(audio, (list, tuple)) and audio and not _is_source(audio[0])):
+            if sample_rate is None:
+                raise ParameterError(
+                    "an array needs its sample rate: predict(samples, sample_rate=16000)"
+                )
+            y, _ = load_audio(np.asarray(audio), sr=self.sample_rate, orig_sr=sample_rate)
+        elif isinstance(audio, (str, os.PathLike)) or hasattr(audio, "read"):
+            y, _ = load_audio(audio, sr=self.sample_rate)
+        else:
+            raise ParameterError(
+                f"audio must be a path, a file object, a 1-D array (with sample_rate) or a list of these, "
+                f"got {type(audio).__name__}"
+            )
+        return y
+
+    def windows(self, y: np.ndarray, hop=None) -> tuple[np.ndarray, np.ndarray]:
+        """Cut mono samples at the model rate into model windows, per the clip policy.
+
+        Returns
+        -------
+        features : numpy.ndarray of float32, shape (n_windows, n_mels, frames)
+        starts : numpy.ndarray of float64, shape (n_windows,)
+            Window start times in seconds.
+        """
+        from .features import clip_features, sliding_windows
+
+        if y.shape[0] <= self.window_samples:
+            return clip_features(y, self.frontend)[None], np.zeros(1)
+        hop_frames = self._hop_frames(hop)
+        feats = sliding_windows(y, self.frontend, hop_frames)
+        step = hop_frames * self.frontend.hop_length / self.sample_rate
+        return feats, np.arange(feats.shape[0]) * step
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Run the graph: float32 ``(N, n_mels, frames)`` log-mel windows → ``(N, n_classes)`` logits."""
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        want = (int(self.header["input"]["shape"][0]), int(self.header["input"]["shape"][1]))
+        if x.ndim != 3 or x.shape[1:] != want:
+            raise ParameterError(f"features must have shape (N, {want[0]}, {want[1]}), got {x.shape}")
+        if x.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return _run_graph(self.graph, x)
+
+    def _result(self, probs: np.ndarray, starts: np.ndarray, source) -> Prediction:
+        mean = probs.mean(axis=0)
+        mean = (mean / mean.sum()).astype(np.float32)
+        idx = int(np.argmax(mean))
+        return Prediction(
+            label=self.labels[idx],
+            index=idx,
+            probabilities=mean,
+            labels=self.labels,
+            window_probabilities=probs.astype(np.float32),
+            window_starts=np.asarray(starts, dtype=np.float64),
+            window_seconds=self.window_seconds,
+            source=source,
+        )
+
+    # ---------------------------------------------------------------- public API
+
+    def predict(self, audio, sample_rate=None, *, hop=None):
+        """Classify one clip or a batch of clips.
+
+        Parameters
+        ----------
+        audio : str, os.PathLike, file object, numpy.ndarray, or a list of these
+            A file (WAV/FLAC/OGG…), a file object, or samples: float or int array of
+            shape ``(samples,)`` or ``(channels, samples)`` (mixed to mono). A Python
+            list or tuple is a batch.
+        sample_rate : int, optional
+            Rate of array inputs (required for them); files carry their own rate.
+        hop : float, optional
+            Hop between sliding windows for clips longer than the window, seconds
+            (default: half a window).
+
+        Returns
+        -------
+        Prediction, or list of Prediction for a list input.
+
+        Raises
+        ------
+        AudioError
+            Audio that cannot be read or used (the message names the file).
+        ParameterError
+            A bad argument (an array without ``sample_rate``, a bad hop).
+
+        Examples
+        --------
+        >>> model.predict("examples/7_jackson_0.wav").label       # doctest: +SKIP
+        '7'
+        >>> [p.label for p in model.predict([y1, y2], sample_rate=8000)]  # doctest: +SKIP
+        ['3', '9']
+        """
+        batch = isinstance(audio, (list, tuple))
+        items = list(audio) if batch else [audio]
+        if batch and not items:
+            return []
+        feats, starts, names = [], [], []
+        for item in items:
+            y = self.load(item, sample_rate)
+            f, s = self.windows(y, hop)
+            feats.append(f)
+            starts.append(s)
+            names.append(_source_name(item))
+        probs = _softmax(self.logits(np.concatenate(feats) if len(feats) > 1 else feats[0]))
+        out, pos = [], 0
+        for f, s, name in zip(feats, starts, names):
+            out.append(self._result(probs[pos : pos + f.shape[0]], s, name))
+            pos += f.shape[0]
+        return out if batch else out[0]
+
+    def stream(self, chunks, sample_rate=None, *, hop=None):
+        """Classify a stream of audio chunks window by window.
+
+        Parameters
+        ----------
+        chunks : iterable of numpy.ndarray
+            Consecutive pieces of one mono signal (any sizes, float or int samples).
+        sample_rate : int, optional
+            Rate of the chunks (default: the model's). Other rates are resampled on the
+            fly with the same polyphase filter as :func:`bitnet.load_audio`.
+        hop : float, optional
+            Hop between windows, seconds (default half a window).
+
+        Yields
+        ------
+        Prediction
+            One per window, as soon as the window is complete, with ``window_starts``
+            holding its start time in seconds from the start of the stream. The windows
+            are those of ``sliding_windows`` on the whole signal: for a signal longer
+            than the window, the same windows and probabilities as
+            ``predict(whole).window_probabilities`` (exactly, at the model's rate).
+        """
+        from .features import WindowStream
+
+        sr = self.sample_rate if sample_rate is None else sample_rate
+        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+            raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        hop_frames = self._hop_frames(hop)
+        step = hop_frames * self.frontend.hop_length / self.sample_rate
+        ws = WindowStream(self.frontend, hop_frames)
+        rs = _StreamResampler(int(sr), self.sample_rate) if int(sr) != self.sample_rate else None
+        count = 0
+
+        def emit(windows):
+            nonlocal count
+            if windows is None or len(windows) == 0:
+                return []
+            probs = _softmax(self.logits(windows))
+            res = []
+            for row in probs:
+                res.append(self._result(row[None], np.array([count * step]), None))
+                count += 1
+            return res
+
+        for chunk in chunks:
+            x = np.asarray(chunk)
+            if x.ndim != 1:
+                raise AudioError(f"stream chunks must be 1-D (mono) arrays, got shape {x.shape}")
+            if x.dtype.kind in "iu":
+                x = x.astype(np.float32) / np.float32(2 ** (8 * x.dtype.itemsize - 1))
+            elif x.dtype.kind != "f":
+                raise AudioError(f"stream chunks must hold numbers, got dtype {x.dtype}")
+            x = x.astype(np.float32, copy=False)
+            if not np.isfinite(x).all():
+                raise AudioError("stream chunk holds NaN or infinite samples")
+            if rs is not None:
+                x = rs.push(x)
+            yield from emit(ws.push(x))
+        if rs is not None:
+            yield from emit(ws.push(rs.flush()))
+        yield from emit(ws.flush())
+
+    def timeline(self, audio, window=None, hop=None, sample_rate=None) -> list[Segment]:
+        """Label a long recording segment by segment.
+
+        Parameters
+        ----------
+        audio : path, file object or array
+            One recording.
+        window : float, optional
+            Segment length in seconds (default: the model window). Each segment is
+            classified with the clip policy (padded if shorter than the model window,
+            sliding windows averaged if longer).
+        hop : float, optional
+            Step between segment starts in seconds (default: half the segment).
+        sample_rate : int, optional
+            Rate of array input.
+
+        Returns
+        -------
+        list of Segment
+            ``(start, end, label, probability)`` per segment, times in seconds.
+        """
+        for name, v in (("window", window), ("hop", hop)):
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v <= 0
+            ):
+                raise ParameterError(f"{name} must be a positive number of seconds, got {v!r}")
+        y = self.load(audio, sample_rate)
+        sr = self.sample_rate
+        win = self.window_samples if window is None else max(1, int(round(window * sr)))
+        step = max(1, win // 2) if hop is None else max(1, int(round(hop * sr)))
+        n = y.shape[0]
+        starts = list(range(0, max(n - win, 0) + 1, step))
+        if starts[-1] + win < n:  # cover the tail
+            starts.append(starts[-1] + step)
+        feats, counts = [], []
+        for s in starts:
+            f, _ = self.windows(y[s : s + win])
+            feats.append(f)
+            counts.append(f.shape[0])
+        probs = _softmax(self.logits(np.concatenate(feats)))
+        out, pos = [], 0
+        for s, c in zip(starts, counts):
+            p = probs[pos : pos + c].mean(axis=0)
+            pos += c
+            i = int(np.argmax(p))
+            out.append(Segment(s / sr, min(s + win, n) / sr, self.labels[i], float(p[i] / p.sum())))
+        return out
+
+    def summary(self, as_dict: bool = False):
+        """The per-layer table with labels and provenance (a str), or a dict of rows and totals."""
+        from .summary import format_summary, summarize, totals
+
+        if as_dict:
+            rows = summarize(self.header["layers"], self.tensors, self.header["input"]["shape"])
+            return {
+                "path": str(self.path),
+                "frontend": dict(self.header["frontend"]),
+                "layers": [dict(r, input_shape=list(r["input_shape"]), output_shape=list(r["output_shape"])) for r in rows],
+                "totals": totals(rows),
+                "labels": list(self.labels),
+                "provenance": self.provenance,
+            }
+        return format_summary(self.header, self.tensors, self.path)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(path=None) -> Model:
+    """Load and fully validate a model file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        A ``.bnn`` file; ``None`` loads the bundled default spoken-digit model.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ModelFileError
+        Missing, truncated, altered or corrupt files, unknown versions, graphs whose
+        tensors or shapes do not fit. The message names the file.
+    """
+    path = DEFAULT_MODEL if path is None else Path(path)
+    where = str(path)
+    header, tensors = read_model(path)
+
+    from .features import FrontendConfig
+    from .graph import Graph
+
+    try:
+        frontend = FrontendConfig.from_dict(header["frontend"])
+    except BitnetError as e:
+        raise ModelFileError(f"{where}: bad frontend settings: {e}") from None
+    except (TypeError, ValueError, KeyError) as e:
+        raise ModelFileError(f"{where}: bad frontend settings: {type(e).__name__}: {e}") from None
+    n_mels, frames, _ = header["input"]["shape"]
+    if int(frontend.n_mels) != n_mels or int(frontend.frames) != frames:
+        raise ModelFileError(
+            f"{where}: input shape {header['input']['shape']} does not match the frontend "
+            f"({frontend.n_mels} mels × {frontend.frames} frames)"
+        )
+    used = {t for layer in header["layers"] for t in (layer.get("tensors") or {}).values()}
+    stray = sorted(set(tensors) - used)
+    if stray:
+        raise ModelFileError(f"{where}: tensors {stray} are not used by any layer (corrupt or mis-exported file)")
+    try:
+        graph = Graph(header["layers"], tensors, input_shape=tuple(header["input"]["shape"]), output=header["output"])
+    except BitnetError as e:
+        raise ModelFileError(f"{where}: {_one_line(e)}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as e:
+        raise ModelFileError(f"{where}: malformed graph: {type(e).__name__}: {_one_line(e)}") from None
+    n_out = _n_classes(graph, header)
+    if n_out is not None and n_out != len(header["labels"]):
+        raise ModelFileError(f"{where}: the graph makes {n_out} logits but the file has {len(header['labels'])} labels")
+    return Model(header, tensors, path, graph, frontend)
+
+
+def _one_line(e) -> str:
+    return " ".join(str(e).split())
+
+
+def _n_classes(graph, header):
+    shapes = getattr(graph, "shapes", None)
+    shape = None
+    if isinstance(shapes, dict):
+        shape = shapes.get(header["output"])
+    if shape is None:
+        shape = getattr(graph, "output_shape", None)
+    if shape is None:
+        return None
+    return int(shape[-1])
+
+
+_default_lock = threading.Lock()
+_models: dict = {}
+
+
+def _cached(path) -> Model:
+    key = None if path is None else os.path.realpath(os.fspath(path))
+    try:
+        stamp = os.stat(DEFAULT_MODEL if key is None else key).st_mtime_ns
+    except OSError:
+        stamp = None
+    with _default_lock:
+        hit = _models.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        model = load(path)
+        _models[key] = (stamp, model)
+        return model
+
+
+def infer(audio, model=None, sample_rate=None, *, hop=None):
+    """Classify audio in one call.
+
+    Parameters
+    ----------
+    audio : path, file object, array, or list of these
+        As for :meth:`Model.predict`.
+    model : Model, str or os.PathLike, optional
+        A loaded model or a model file (loaded once and cached); ``None`` uses the
+        bundled default model (cached).
+    sample_rate : int, optional
+        Rate of array inputs.
+
+    Returns
+    -------
+    Prediction, or list of Prediction for a list input.
+
+    Examples
+    --------
+    >>> bitnet.infer("examples/7_jackson_0.wav").label   # doctest: +SKIP
+    '7'
+    """
+    if not isinstance(model, Model):
+        model = _cached(model)
+    return model.predict(audio, sample_rate, hop=hop)
