@@ -1,0 +1,325 @@
+"""The ``bitnet`` command line.
+
+::
+
+    bitnet infer [--model M] [--top-k K] [--json] [--window S] [--hop S] [--threads N] [--debug] PATHS...
+    bitnet summary [--json] [MODEL]
+    bitnet bench [--seconds S] [--json] [MODEL]
+    bitnet --version
+
+``infer`` takes files and directories (searched recursively for audio files) and prints
+one line per file (``--json``: one JSON object per line) on stdout. A file that cannot be
+classified prints one line on stderr naming it and the problem; the other files still
+run and the exit status is 1 at the end. Usage errors exit with status 2. Tracebacks
+appear only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import BitnetError
+
+#: Extensions ``infer`` picks up when it walks a directory (explicit files are always tried).
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64".split()
+)
+
+PROG = "bitnet"
+
+
+def _err(msg: str) -> None:
+    print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Classify audio with bit-packed binarized neural networks on the CPU.",
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    inf = sub.add_parser("infer", help="classify audio files", description="Classify audio files and directories.")
+    inf.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories (searched recursively)")
+    inf.add_argument("--model", "-m", metavar="M", help="model file (default: the bundled spoken-digit model)")
+    inf.add_argument("--top-k", "-k", type=_positive_int, default=3, metavar="K", help="classes to show (default 3)")
+    inf.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    inf.add_argument("--window", type=_positive_float, metavar="S", help="timeline mode: label segments of S seconds")
+    inf.add_argument("--hop", type=_positive_float, metavar="S", help="hop between windows/segments, seconds (default half a window)")
+    inf.add_argument("--threads", type=_positive_int, metavar="N", help="threads per run (default 1)")
+    inf.add_argument("--debug", action="store_true", help="show tracebacks")
+    inf.set_defaults(func=cmd_infer)
+
+    summ = sub.add_parser("summary", help="show a model's layers, sizes and provenance")
+    summ.add_argument("model", nargs="?", metavar="MODEL", help="model file (default: the bundled model)")
+    summ.add_argument("--json", action="store_true", help="print JSON")
+    summ.add_argument("--debug", action="store_true", help="show tracebacks")
+    summ.set_defaults(func=cmd_summary)
+
+    bench = sub.add_parser("bench", help="measure latency, throughput and memory on this machine")
+    bench.add_argument("model", nargs="?", metavar="MODEL", help="model file (default: the bundled model)")
+    bench.add_argument("--seconds", type=_positive_float, default=1.0, metavar="S", help="time per configuration (default 1)")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.add_argument("--debug", action="store_true", help="show tracebacks")
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+# --------------------------------------------------------------------------- infer
+
+
+def _expand(paths):
+    """Yield (path, error) in order: files as given, directories walked (sorted, audio only)."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = False
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames.sort()
+                for fn in sorted(filenames):
+                    if Path(fn).suffix.lower() in AUDIO_EXTENSIONS and not fn.startswith("."):
+                        found = True
+                        yield Path(dirpath) / fn, None
+            if not found:
+                yield p, "no audio files in this directory"
+        elif p.exists():
+            yield p, None
+        else:
+            yield p, "no such file or directory"
+
+
+def _load_model(path, debug: bool):
+    from .model import load
+
+    model = load(path)
+    if model.untrained:
+        _err(
+            f"warning: {model.path.name} is an untrained placeholder (random weights); "
+            "its labels are meaningless until a trained model is installed"
+        )
+    return model
+
+
+def _format_row(path: str, pred, k: int, width: int) -> str:
+    alts = ", ".join(f"{lab} {p:.3f}" for lab, p in pred.top_k(k)[1:])
+    extra = f"   ({alts})" if alts else ""
+    win = f"   [{pred.window_probabilities.shape[0]} windows]" if pred.window_probabilities.shape[0] > 1 else ""
+    return f"{path:<{width}}  {pred.label:>6}  {pred.probability:6.3f}{extra}{win}"
+
+
+def cmd_infer(args) -> int:
+    if args.threads:
+        from ._jit import set_num_threads
+
+        set_num_threads(args.threads)
+    model = _load_model(args.model, args.debug)
+    items = list(_expand(args.paths))
+    failures = 0
+    width = min(max((len(str(p)) for p, _ in items), default=4), 60)
+
+    show_bar = len(items) >= 8
+    bar = None
+    if show_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), unit="file", file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
+
+    def out(line: str) -> None:
+        if bar is not None and not bar.disable:
+            bar.write(line, file=sys.stdout)
+        else:
+            print(line, flush=False)
+
+    if not args.json and args.window is None:
+        out(f"{'file':<{width}}  {'label':>6}  {'prob':>6}   (next)")
+    for path, problem in items:
+        name = str(path)
+        try:
+            if problem is not None:
+                raise FileNotFoundError(problem)
+            if args.window is not None:
+                segs = model.timeline(path, window=args.window, hop=args.hop)
+                if args.json:
+                    out(json.dumps({"source": name, "segments": [[round(s.start, 4), round(s.end, 4), s.label, round(s.probability, 6)] for s in segs]}))
+                else:
+                    for s in segs:
+                        out(f"{name}  {s.start:8.3f}  {s.end:8.3f}  {s.label:>6}  {s.probability:6.3f}")
+            else:
+                pred = model.predict(path, hop=args.hop)
+                if args.json:
+                    out(json.dumps(pred.to_dict(args.top_k)))
+                else:
+                    out(_format_row(name, pred, args.top_k, width))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # one bad file must not stop the others
+            failures += 1
+            if args.debug:
+                import traceback
+
+                traceback.print_exc()
+            _err(f"error: {_describe(name, e)}")
+        finally:
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    sys.stdout.flush()
+    if failures:
+        _err(f"{failures} of {len(items)} input{'s' if len(items) != 1 else ''} failed")
+    return 1 if failures else 0
+
+
+def _describe(name: str, e: BaseException) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, BitnetError):
+        return msg if name in msg else f"{name}: {msg}"
+    if isinstance(e, FileNotFoundError):
+        return f"{name}: {msg}"
+    return f"{name}: unexpected {type(e).__name__}: {msg} (run with --debug for a traceback)"
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def cmd_summary(args) -> int:
+    model = _load_model(args.model, args.debug)
+    if args.json:
+        print(json.dumps(model.summary(as_dict=True), default=str))
+    else:
+        print(model.summary())
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def _median_time(fn, seconds: float, min_reps: int = 5) -> float:
+    import statistics
+
+    times = []
+    t_end = time.perf_counter() + seconds
+    while len(times) < min_reps or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 10000:
+            break
+    return statistics.median(times)
+
+
+def cmd_bench(args) -> int:
+    import platform
+    import resource
+
+    import numpy as np
+
+    from ._jit import get_num_threads, set_num_threads
+
+    model = _load_model(args.model, args.debug)
+    fe = model.frontend
+    rng = np.random.default_rng(0)
+    y = (0.1 * rng.standard_normal(model.window_samples)).astype(np.float32)
+    one = model.windows(y)[0]
+    results = []
+    t0 = time.perf_counter()
+    model.logits(one)  # warm up (compiles on a cold cache)
+    warm = time.perf_counter() - t0
+    import numba
+
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    before = get_num_threads()
+    for threads in (1, 2):
+        if threads > max_threads:
+            continue
+        set_num_threads(threads)
+        for batch in (1, 64):
+            x = np.repeat(one, batch, axis=0)
+            model.logits(x)
+            med = _median_time(lambda: model.logits(x), args.seconds)
+            results.append({"threads": threads, "batch": batch, "median_ms": med * 1e3, "clips_per_s": batch / med})
+    set_num_threads(before)
+    e2e = _median_time(lambda: model.predict(y, sample_rate=model.sample_rate), args.seconds)
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if sys.platform == "darwin":
+        rss_kb //= 1024
+    info = {
+        "model": str(model.path),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+        "first_run_s": warm,
+        "runs": results,
+        "end_to_end_ms": e2e * 1e3,
+        "peak_rss_mb": rss_kb / 1024,
+        "window": f"{fe.n_mels}x{fe.frames} at {fe.sample_rate} Hz",
+    }
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"model     {info['model']}  ({info['window']})")
+    print(f"machine   {info['machine']}, {info['cpus']} CPUs, numba {numba.__version__}")
+    print(f"first run {warm * 1e3:.1f} ms (includes loading or compiling kernels)")
+    print(f"{'threads':>7}  {'batch':>5}  {'median ms':>10}  {'clips/s':>10}")
+    for r in results:
+        print(f"{r['threads']:>7}  {r['batch']:>5}  {r['median_ms']:>10.3f}  {r['clips_per_s']:>10.0f}")
+    print(f"end to end (1 s clip, frontend + graph, 1 thread): {e2e * 1e3:.3f} ms")
+    print(f"peak RSS  {info['peak_rss_mb']:.1f} MB")
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    except BitnetError as e:
+        if getattr(args, "debug", False):
+            raise
+        _err(f"error: {' '.join(str(e).split())}")
+        return 1
+    except Exception as e:
+        if getattr(args, "debug", False):
+            raise
+        _err(f"error: unexpected {type(e).__name__}: {' '.join(str(e).split())} (run with --debug for a traceback)")
+        return 1
