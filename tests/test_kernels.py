@@ -1,0 +1,283 @@
+"""Every kernel against its NumPy reference, and the binary ones against a float
+convolution of the unpacked ±1 tensors (three-way oracle), over the awkward shapes."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bitnet import ParameterError
+from bitnet._jit import get_num_threads, set_num_threads
+from bitnet.kernels import reference as ref
+from bitnet.kernels.bconv import BConv, BDense, bconv, bdense
+from bitnet.kernels.geometry import conv_geometry
+from bitnet.kernels.head import dense_bits
+from bitnet.kernels.pool import avgpool, global_avgpool, global_avgpool_bits, maxpool_bits, maxpool_real
+from bitnet.kernels.qconv import QConv
+from bitnet.packing import n_words, pack_signs, unpack_signs
+
+CHANNELS = [1, 63, 64, 65, 127, 128, 129]
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def signs(rng, shape, zeros=0.15):
+    """Random float32 with a share of exact zeros (sign(0) = +1)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < zeros] = 0.0
+    return x
+
+
+def out_tensors(rng, c_out, n):
+    sd = max(1, int(np.sqrt(n)))
+    t = rng.integers(-sd, sd + 1, c_out).astype(np.int32)
+    s = rng.choice(np.array([-1, 1], np.int32), c_out)
+    # a few constant channels and extreme thresholds
+    k = min(4, c_out)
+    t[:k] = np.array([INT32_MIN, INT32_MAX, INT32_MIN, INT32_MAX], np.int32)[:k]
+    scale = rng.standard_normal(c_out).astype(np.float32)
+    bias = rng.standard_normal(c_out).astype(np.float32)
+    return dict(thresh=t, thresh_sign=s, scale=scale, bias=bias)
+
+
+def assert_pad_bits_zero(words, c):
+    if c % 64:
+        assert not (words[..., -1] >> np.uint64(c % 64)).any(), "pad bits past the last channel are set"
+
+
+@pytest.fixture
+def threads():
+    old = get_num_threads()
+    yield set_num_threads
+    set_num_threads(old)
+
+
+def float_conv(xv, wv, stride, padding, pad_value):
+    """Plain float64 NumPy cross-correlation of NHWC ±1 data (the third oracle)."""
+    kh, kw = wv.shape[1:3]
+    n, h, w, c = xv.shape
+    ho, wo, pt, pl = conv_geometry(h, w, (kh, kw), stride, padding)
+    sh, sw = stride
+    hp, wp = (ho - 1) * sh + kh, (wo - 1) * sw + kw
+    xp = np.full((n, max(hp, h + pt), max(wp, w + pl), c), float(pad_value))
+    xp[:, pt:pt + h, pl:pl + w] = xv
+    out = np.zeros((n, ho, wo, wv.shape[0]))
+    for ky, kx in itertools.product(range(kh), range(kw)):
+        win = xp[:, ky:ky + (ho - 1) * sh + 1:sh, kx:kx + (wo - 1) * sw + 1:sw, :]
+        out += win @ wv[:, ky, kx, :].T.astype(np.float64)
+    return out
+
+
+# ---------------------------------------------------------------- binary conv
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_bconv_sweep(rng, c, stride, padding, threads):
+    k = int(rng.choice([1, 2, 3])) if c in (63, 129) else 3
+    h = int(rng.choice([1, 2, 3, 5, 7]))
+    w = int(rng.choice([1, 2, 3, 4, 9]))
+    if padding == "valid":
+        h, w = h + k - 1, w + k - 1
+    nb = int(rng.choice([1, 3]))
+    c_out = int(rng.choice([1, 16, 64, 65, c]))
+    x = pack_signs(signs(rng, (nb, h, w, c)))
+    wts = pack_signs(signs(rng, (c_out, k, k, c)))
+    tens = out_tensors(rng, c_out, k * k * c)
+    dot = ref.bconv_dot_reference(x, wts, c, (k, k), (stride, stride), padding)
+    np.testing.assert_array_equal(
+        dot, float_conv(unpack_signs(x, c), unpack_signs(wts, c), (stride, stride), padding, 1))
+    for output in ("int", "threshold", "affine"):
+        conv = BConv(wts, c, (stride, stride), padding, output, **tens)
+        expect = ref.apply_output(dot, output, **tens)
+        got1 = conv(x)
+        threads(2)
+        got2 = conv(x)
+        threads(1)
+        assert got1.dtype == expect.dtype and got1.shape == expect.shape
+        np.testing.assert_array_equal(got1, expect)
+        np.testing.assert_array_equal(got2, got1)
+        if output == "threshold":
+            assert_pad_bits_zero(got1, c_out)
+
+
+def test_bconv_torch_oracle(rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for c, stride, padding in [(3, 1, "same"), (65, 2, "same"), (130, 2, "valid"), (64, 1, "valid")]:
+        xv = np.where(signs(rng, (2, 7, 6, c)) < 0, -1.0, 1.0)
+        wv = np.where(signs(rng, (5, 3, 3, c)) < 0, -1.0, 1.0)
+        got = bconv(pack_signs(xv), pack_signs(wv), c, (stride, stride), padding, "int")
+        xt = torch.from_numpy(xv).permute(0, 3, 1, 2).double()
+        if padding == "same":
+            ho, wo, pt, pl = conv_geometry(7, 6, (3, 3), (stride, stride), "same")
+            pb = (ho - 1) * stride + 3 - 7 - pt
+            pr = (wo - 1) * stride + 3 - 6 - pl
+            xt = F.pad(xt, (pl, max(pr, 0), pt, max(pb, 0)), value=1.0)
+        yt = F.conv2d(xt, torch.from_numpy(wv).permute(0, 3, 1, 2).double(), stride=stride)
+        np.testing.assert_array_equal(got, yt.permute(0, 2, 3, 1).numpy().astype(np.int64))
+
+
+def test_bconv_exact_zero_input_is_plus_one():
+    # an all-zero input is all +1; with all −1 weights every dot is −n
+    x = pack_signs(np.zeros((1, 3, 3, 70), np.float32))
+    w = pack_signs(-np.ones((2, 3, 3, 70), np.float32))
+    assert (bconv(x, w, 70, padding="same", output="int") == -9 * 70).all()
+
+
+@pytest.mark.parametrize("sign_", [1, -1])
+@pytest.mark.parametrize("t", [INT32_MIN, INT32_MAX, 0, -9, 9])
+def test_threshold_constants(rng, sign_, t):
+    c = 9
+    x = pack_signs(signs(rng, (1, 4, 4, c)))
+    w = pack_signs(signs(rng, (70, 1, 1, c)))
+    tens = dict(thresh=np.full(70, t, np.int32), thresh_sign=np.full(70, sign_, np.int32))
+    got = bconv(x, w, c, padding="valid", output="threshold", **tens)
+    dot = ref.bconv_dot_reference(x, w, c, (1, 1), (1, 1), "valid")
+    np.testing.assert_array_equal(got, ref.apply_output(dot, "threshold", **tens))
+    assert_pad_bits_zero(got, 70)
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+def test_bdense(rng, c):
+    c_out = int(rng.choice([1, 10, 64, 100, 129]))
+    x = pack_signs(signs(rng, (int(rng.choice([1, 4])), c)))
+    w = pack_signs(signs(rng, (c_out, c)))
+    tens = out_tensors(rng, c_out, c)
+    dot = unpack_signs(x, c).astype(np.float64) @ unpack_signs(w, c).T.astype(np.float64)
+    for output in ("int", "threshold", "affine"):
+        got = bdense(x, w, c, output, **tens)
+        expect = ref.bdense_reference(x, w, c, output, **tens)
+        np.testing.assert_array_equal(got, expect)
+        if output == "int":
+            np.testing.assert_array_equal(got, dot)
+        if output == "threshold":
+            assert_pad_bits_zero(got, c_out)
+
+
+# ---------------------------------------------------------------- first layer
+
+
+@pytest.mark.parametrize("c", [1, 3, 65])
+@pytest.mark.parametrize("stride,padding", [(1, "same"), (2, "same"), (1, "valid"), (2, "valid")])
+def test_qconv(rng, c, stride, padding, threads):
+    bits = int(rng.choice([1, 4, 8]))
+    h, w = int(rng.choice([3, 5, 8])), int(rng.choice([3, 4, 7]))
+    nb = int(rng.choice([1, 2]))
+    c_out = int(rng.choice([16, 64, 70]))
+    lv = rng.integers(0, 1 << bits, size=(nb, h, w, c)).astype(np.uint8)
+    lv[0, 0, 0, 0] = (1 << bits) - 1
+    wts = pack_signs(signs(rng, (c_out, 3, 3, c)))
+    tens = out_tensors(rng, c_out, 9 * c * (1 << bits))
+    dot = ref.qconv_dot_reference(lv, wts, c, bits, (3, 3), (stride, stride), padding)
+    # third oracle: integer levels × ±1, level-0 padding
+    np.testing.assert_array_equal(
+        dot, float_conv(lv.astype(np.float64), unpack_signs(wts, c), (stride, stride), padding, 0))
+    for output in ("int", "threshold", "affine"):
+        conv = QConv(wts, c, bits, (stride, stride), padding, output, **tens)
+        got = conv(lv)
+        threads(2)
+        got2 = conv(lv)
+        threads(1)
+        np.testing.assert_array_equal(got, ref.apply_output(dot, output, **tens))
+        np.testing.assert_array_equal(got2, got)
+        if output == "threshold":
+            assert_pad_bits_zero(got, c_out)
+
+
+# ---------------------------------------------------------------- pools and head
+
+
+@pytest.mark.parametrize("c", [1, 64, 65, 129])
+@pytest.mark.parametrize("kernel,stride", [((2, 2), None), ((3, 3), (2, 2)), ((1, 3), (1, 1)), ((4, 10), None)])
+def test_pools(rng, c, kernel, stride):
+    h, w = kernel[0] + int(rng.integers(0, 4)), kernel[1] + int(rng.integers(0, 4))
+    xr = signs(rng, (2, h, w, c))
+    xb = pack_signs(xr)
+    got = maxpool_bits(xb, kernel, stride)
+    np.testing.assert_array_equal(got, ref.maxpool_bits_reference(xb, c, kernel, stride))
+    assert_pad_bits_zero(got, c)
+    np.testing.assert_array_equal(maxpool_real(xr, kernel, stride), ref.maxpool_real_reference(xr, kernel, stride))
+    np.testing.assert_array_equal(avgpool(xr, kernel, stride), ref.avgpool_reference(xr, kernel, stride))
+    np.testing.assert_array_equal(global_avgpool(xr), ref.global_avgpool_reference(xr))
+    np.testing.assert_array_equal(global_avgpool_bits(xb, c), ref.global_avgpool_bits_reference(xb, c))
+    np.testing.assert_allclose(global_avgpool_bits(xb, c), np.where(xr < 0, -1.0, 1.0).mean(axis=(1, 2)), atol=1e-6)
+
+
+def test_dense_bits(rng):
+    c = 100
+    x = pack_signs(signs(rng, (3, c)))
+    w = rng.standard_normal((10, c)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    np.testing.assert_allclose(dense_bits(x, c, w, b), ref.dense_reference(x, w, b, c), rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_argmax():
+    z = np.array([[1.0, 3.0, 3.0], [1000.0, 0.0, -1000.0]], np.float32)
+    p = ref.softmax(z)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    assert ref.argmax(z).tolist() == [1, 0]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_wrapper_errors():
+    w = np.zeros((4, 3, 3, 1), np.uint64)
+    with pytest.raises(ParameterError, match="in_channels"):
+        BConv(w, 65)
+    with pytest.raises(ParameterError, match="thresh"):
+        BConv(w, 64, output="threshold")
+    with pytest.raises(ParameterError, match="padding"):
+        BConv(w, 64, padding="reflect")
+    conv = BConv(w, 64, padding="valid")
+    with pytest.raises(ParameterError, match="does not fit"):
+        conv(np.zeros((1, 2, 2, 1), np.uint64))
+    with pytest.raises(ParameterError, match="uint64"):
+        conv(np.zeros((1, 4, 4, 1), np.int64))
+    with pytest.raises(ParameterError):
+        BDense(np.zeros((3, 2), np.uint64), 64)
+
+
+# ---------------------------------------------------------------- bigger tier
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("c", CHANNELS + [256, 300])
+def test_bconv_big(rng, c, threads):
+    for _ in range(3):
+        stride = int(rng.choice([1, 2]))
+        padding = str(rng.choice(["same", "valid"]))
+        kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        h, w = int(rng.integers(kh, 20)), int(rng.integers(kw, 20))
+        nb = int(rng.integers(1, 5))
+        c_out = int(rng.choice([1, 63, 64, 65, 128, 200]))
+        x = pack_signs(signs(rng, (nb, h, w, c)))
+        wts = pack_signs(signs(rng, (c_out, kh, kw, c)))
+        tens = out_tensors(rng, c_out, kh * kw * c)
+        dot = ref.bconv_dot_reference(x, wts, c, (kh, kw), (stride, stride), padding)
+        np.testing.assert_array_equal(
+            dot, float_conv(unpack_signs(x, c), unpack_signs(wts, c), (stride, stride), padding, 1))
+        for output in ("int", "threshold", "affine"):
+            conv = BConv(wts, c, (stride, stride), padding, output, **tens)
+            got = conv(x)
+            threads(2)
+            np.testing.assert_array_equal(conv(x), got)
+            threads(1)
+            np.testing.assert_array_equal(got, ref.apply_output(dot, output, **tens))
+
+
+@pytest.mark.slow
+def test_workload_layers_against_reference(rng, threads):
+    for c, h, w in [(64, 40, 101), (128, 20, 50), (256, 10, 25)]:
+        x = pack_signs(signs(rng, (1, h, w, c)))
+        wts = pack_signs(signs(rng, (c, 3, 3, c)))
+        tens = out_tensors(rng, c, 9 * c)
+        conv = BConv(wts, c, (1, 1), "same", "threshold", **tens)
+        expect = ref.bconv_reference(x, wts, c, (3, 3), (1, 1), "same", "threshold", **tens)
+        np.testing.assert_array_equal(conv(x), expect)
+        threads(2)
+        np.testing.assert_array_equal(conv(x), expect)
+        threads(1)
