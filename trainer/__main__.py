@@ -1,0 +1,103 @@
+"""Command line: ``python -m trainer {train,export,models} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data, split=args.split, model=args.model,
+        model_kwargs=json.loads(args.model_kwargs) if args.model_kwargs else {},
+        float_twin=args.float_twin,
+        frontend=json.loads(args.frontend) if args.frontend else {},
+        out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        final_lr=args.final_lr, schedule=args.schedule, warmup_epochs=args.warmup,
+        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+        mixup=args.mixup, wave_aug=not args.no_wave_aug, noise_prob=args.noise_prob,
+        spec_freq_masks=args.freq_masks, spec_time_masks=args.time_masks,
+        teacher=args.teacher or "", distill_weight=args.distill_weight,
+        distill_temp=args.distill_temp, seed=args.seed, threads=args.threads,
+        eval_every=args.eval_every, progress=not args.no_progress,
+        command="python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    train(cfg, resume=not args.restart)
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export_run
+
+    export_run(args.run, args.out, max_clips=args.max_clips, tol=args.tol,
+               which=args.checkpoint)
+    return 0
+
+
+def _models(args) -> int:
+    from . import models
+
+    for name in models.names():
+        s = models.SPECS[name]
+        print(f"{name:12s} input {s.input_shape[0]}x{s.input_shape[1]}  {s.description}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train a model")
+    t.add_argument("--data", default="fsdd",
+                   help="'fsdd', a folder of class folders, or a CSV manifest path,label[,fold]")
+    t.add_argument("--split", default="official",
+                   help="fsdd: official | speaker:NAME; csv: fold:K | random:F; folder: random:F")
+    t.add_argument("--model", default="digits")
+    t.add_argument("--model-kwargs", default="", help='JSON, e.g. \'{"stages": [[64,1],[128,2]]}\'')
+    t.add_argument("--float-twin", action="store_true", help="train the float twin instead")
+    t.add_argument("--frontend", default="", help="JSON overrides of the frontend settings")
+    t.add_argument("--out", required=True)
+    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--final-lr", type=float, default=0.0)
+    t.add_argument("--schedule", default="cosine", choices=["cosine", "onecycle", "constant"])
+    t.add_argument("--warmup", type=float, default=1.0, help="warm-up epochs")
+    t.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="on real-valued parameters only; latent binary weights get none")
+    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--mixup", type=float, default=0.0)
+    t.add_argument("--no-wave-aug", action="store_true")
+    t.add_argument("--noise-prob", type=float, default=0.5)
+    t.add_argument("--freq-masks", type=int, default=2)
+    t.add_argument("--time-masks", type=int, default=2)
+    t.add_argument("--teacher", default="", help="run dir of a trained float twin (distillation)")
+    t.add_argument("--distill-weight", type=float, default=0.5)
+    t.add_argument("--distill-temp", type=float, default=2.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--eval-every", type=int, default=1)
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("export", help="export a trained run to a .bnn model file")
+    e.add_argument("run")
+    e.add_argument("--out", required=True)
+    e.add_argument("--checkpoint", default="model.pt")
+    e.add_argument("--max-clips", type=int, default=0, help="0 = every test clip")
+    e.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
+    e.set_defaults(func=_export)
+
+    m = sub.add_parser("models", help="list the model names")
+    m.set_defaults(func=_models)
+
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""Datasets, the clip-length policy, feature caching and waveform augmentation.
+
+Data sources (``--data``)
+-------------------------
+``fsdd``
+    The Free Spoken Digit Dataset, from ``$BITNET_FSDD`` or ``../shared/data/fsdd``
+    relative to the repository (either the dataset folder or its ``recordings/``).
+    Splits (``--split``): ``official`` (takes 0-4 of every digit and speaker are the
+    test set, 300 clips; takes 5-49 train, 2,700 clips) or ``speaker:NAME``
+    (leave-one-speaker-out: NAME's 500 clips are the test set).
+a folder
+    One sub-folder per class holding audio files (``.wav``, ``.flac``, ``.ogg``). Split
+    ``random:0.1`` (default; stratified, seeded) holds out that fraction as the test set.
+a ``.csv`` manifest
+    Columns ``path,label[,fold]`` (a header row is optional; relative paths are relative to
+    the CSV). Split ``fold:K`` holds fold K out (ESC-50 style), ``random:F`` as above.
+
+Clip-length policy
+------------------
+The model sees a fixed window of ``frontend.frames`` frames (``window_samples`` samples).
+Features are always computed by ``bitnet.features.clip_features`` (the engine's own
+function), so training and inference see the same numbers. For evaluation every clip is
+given to ``clip_features`` unchanged (it pads or windows the clip with its documented
+default policy). In training, as augmentation, a clip shorter than the window is placed
+at a random position inside a silent window (time shift) and a clip longer than the
+window is cropped at a random offset (``fit_length(y, n, offset)``).
+
+Clean (unaugmented) features are cached in ``runs/cache/<hash>.npy``, keyed by a hash of
+the frontend settings, the feature implementation and the file list (paths, sizes,
+modification times).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+AUDIO_EXT = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+
+__all__ = [
+    "ClipSet",
+    "load_dataset",
+    "fsdd_root",
+    "Featurizer",
+    "frontend_config",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Frontend: bitnet's own (the only one used for exported models)
+
+
+def _features_module():
+    """``bitnet.features``, or the temporary librosa stand-in while it does not exist."""
+    try:
+        from bitnet import features
+    except ImportError:
+        import warnings
+
+        from . import _fallback_features as features
+
+        warnings.warn("bitnet.features not found: using the librosa stand-in (not exportable)",
+                      stacklevel=3)
+    return features
+
+
+def frontend_config(**kwargs):
+    """A ``bitnet.features.FrontendConfig`` from keyword arguments."""
+    return _features_module().FrontendConfig(**kwargs)
+
+
+class Featurizer:
+    """Waveform -> model input, exactly as the engine computes it.
+
+    Wraps ``bitnet.features.clip_features`` / ``fit_length`` / ``bitnet.load_audio``.
+    """
+
+    def __init__(self, cfg):
+        features = _features_module()
+        self.cfg = cfg
+        self._features = features
+        self.exportable = features.__name__ == "bitnet.features"
+        self.impl = f"{features.__name__}/{getattr(features, '__version__', '1')}"
+
+    @property
+    def window(self) -> int:
+        return int(self.cfg.window_samples)
+
+    def load(self, path) -> np.ndarray:
+        if self.exportable:
+            from bitnet import load_audio
+        else:
+            load_audio = self._features.load_audio
+        y, _ = load_audio(str(path), sr=self.cfg.sample_rate)
+        return np.asarray(y, dtype=np.float32)
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        return self._features.clip_features(np.asarray(y, dtype=np.float32), self.cfg)
+
+    def random_window(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Random placement (short clip) or random crop (long clip) to the window."""
+        n = self.window
+        if len(y) > n:
+            return self._features.fit_length(y, n, offset=int(rng.integers(0, len(y) - n + 1)))
+        out = np.zeros(n, dtype=np.float32)
+        start = int(rng.integers(0, n - len(y) + 1))
+        out[start:start + len(y)] = y
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Datasets
+
+
+@dataclass
+class ClipSet:
+    """A list of audio files with integer labels (and optional groups, e.g. speakers)."""
+
+    paths: list
+    labels: np.ndarray
+    label_names: list
+    groups: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def subset(self, idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        g = [self.groups[i] for i in idx] if self.groups else []
+        return ClipSet([self.paths[i] for i in idx], self.labels[idx], self.label_names, g)
+
+
+def fsdd_root(path=None) -> Path:
+    """The FSDD ``recordings`` folder (env ``BITNET_FSDD`` or ``../shared/data/fsdd``)."""
+    p = Path(path or os.environ.get("BITNET_FSDD") or (REPO.parent / "shared" / "data" / "fsdd"))
+    if (p / "recordings").is_dir():
+        p = p / "recordings"
+    if not p.is_dir():
+        raise FileNotFoundError(f"FSDD not found at {p}; set BITNET_FSDD or pass --data PATH")
+    return p
+
+
+_FSDD_RE = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+
+
+def _fsdd(split: str, root=None):
+    root = fsdd_root(root)
+    paths, labels, speakers, takes = [], [], [], []
+    for f in sorted(root.iterdir()):
+        m = _FSDD_RE.match(f.name)
+        if m:
+            paths.append(f)
+            labels.append(int(m.group(1)))
+            speakers.append(m.group(2))
+            takes.append(int(m.group(3)))
+    if not paths:
+        raise FileNotFoundError(f"no FSDD recordings in {root}")
+    full = ClipSet(paths, np.array(labels), [str(d) for d in range(10)], speakers)
+    takes = np.array(takes)
+    speakers = np.array(speakers)
+    if split in ("official", "", None):
+        test = takes <= 4
+        desc = "FSDD official split (takes 0-4 test: 300 clips; takes 5-49 train: 2700)"
+    elif split.startswith("speaker:"):
+        spk = split.split(":", 1)[1]
+        if spk not in set(speakers):
+            raise ValueError(f"speaker {spk!r} not in FSDD; choose one of {sorted(set(speakers))}")
+        test = speakers == spk
+        desc = f"FSDD leave-one-speaker-out: {spk} held out ({test.sum()} test clips)"
+    else:
+        raise ValueError(f"split {split!r}: for FSDD use 'official' or 'speaker:NAME'")
+    return full.subset(np.flatnonzero(~test)), full.subset(np.flatnonzero(test)), desc
+
+
+def _random_split(full: ClipSet, frac: float, seed: int):
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(full.labels):
+        idx = np.flatnonzero(full.labels == c)
+        rng.shuffle(idx)
+        test.extend(idx[: max(1, int(round(frac * len(idx))))])
+    mask = np.zeros(len(full), bool)
+    mask[test] = True
+    return full.subset(np.flatnonzero(~mask)), full.subset(np.flatnonzero(mask))
+
+
+def _folder(root: Path, split: str, seed: int):
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise ValueError(f"{root}: expected one sub-folder per class")
+    paths, labels = [], []
+    for i, c in enumerate(classes):
+        for f in sorted((root / c).rglob("*")):
+            if f.suffix.lower() in AUDIO_EXT:
+                paths.append(f)
+                labels.append(i)
+    full = ClipSet(paths, np.array(labels), classes)
+    frac = float(split.split(":", 1)[1]) if split and split.startswith("random:") else 0.1
+    tr, te = _random_split(full, frac, seed)
+    return tr, te, f"folder {root} ({len(classes)} classes), random {frac:.0%} held out (seed {seed})"
+
+
+def _manifest(csv_path: Path, split: str, seed: int):
+    rows = []
+    with open(csv_path, newline="") as fh:
+        for row in csv.reader(fh):
+            if not row or row[0].startswith("#"):
+                continue
+            if row[0] == "path" or (len(rows) == 0 and row[0].lower() in ("path", "filename")):
+                continue
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{csv_path}: no rows")
+    base = csv_path.parent
+    classes = sorted({r[1] for r in rows}, key=lambda s: (len(s), s) if s.isdigit() else (1e9, s))
+    index = {c: i for i, c in enumerate(classes)}
+    paths = [(base / r[0]) if not os.path.isabs(r[0]) else Path(r[0]) for r in rows]
+    labels = np.array([index[r[1]] for r in rows])
+    folds = [r[2] if len(r) > 2 else "" for r in rows]
+    full = ClipSet(paths, labels, classes, folds)
+    if split and split.startswith("fold:"):
+        k = split.split(":", 1)[1]
+        mask = np.array([f == k for f in folds])
+        if not mask.any():
+            raise ValueError(f"{csv_path}: no rows in fold {k!r}")
+        return (full.subset(np.flatnonzero(~mask)), full.subset(np.flatnonzero(mask)),
+                f"manifest {csv_path}, fold {k} held out")
+    frac = float(split.split(":", 1)[1]) if split and split.startswith("random:") else 0.1
+    tr, te = _random_split(full, frac, seed)
+    return tr, te, f"manifest {csv_path}, random {frac:.0%} held out (seed {seed})"
+
+
+def load_dataset(data: str = "fsdd", split: str = "official", seed: int = 0):
+    """Return ``(train, test, description)`` ClipSets for a data source (see module doc)."""
+    if data == "fsdd" or data.startswith("fsdd:"):
+        root = data.split(":", 1)[1] if ":" in data else None
+        return _fsdd(split, root)
+    p = Path(data)
+    if p.suffix.lower() == ".csv":
+        return _manifest(p, split, seed)
+    if p.is_dir():
+        if any(_FSDD_RE.match(f.name) for f in p.glob("*.wav")) or (p / "recordings").is_dir():
+            return _fsdd(split, p)
+        return _folder(p, split, seed)
+    raise ValueError(f"--data {data!r}: expected 'fsdd', a folder of class folders or a .csv")
+
+
+# ---------------------------------------------------------------------------------------
+# Feature cache
+
+
+def _cache_key(feat: Featurizer, clips: ClipSet, tag: str = "") -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps(feat.cfg.to_dict(), sort_keys=True).encode())
+    h.update(feat.impl.encode())
+    h.update(tag.encode())
+    for p in clips.paths:
+        st = os.stat(p)
+        h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def load_waves(feat: Featurizer, clips: ClipSet) -> list:
+    return [feat.load(p) for p in clips.paths]
+
+
+def clean_features(feat: Featurizer, clips: ClipSet, cache_dir=None, waves=None) -> np.ndarray:
+    """Features of every clip, ``(N, n_mels, frames)`` float32, cached on disk."""
+    cache_dir = Path(cache_dir or REPO / "runs" / "cache")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    f = cache_dir / f"{_cache_key(feat, clips)}.npy"
+    if f.exists():
+        return np.load(f)
+    if waves is None:
+        waves = load_waves(feat, clips)
+    x = np.stack([feat(y) for y in waves]).astype(np.float32)
+    np.save(f, x)
+    return x
+
+
+# ---------------------------------------------------------------------------------------
+# Waveform augmentation (training only)
+
+
+@dataclass
+class WaveAug:
+    """Time shift / random crop, gain and additive noise, applied before the frontend.
+
+    With ``ref="max"`` features a pure gain changes nothing; it matters together with
+    noise (the noise level is drawn relative to a fixed reference, not to the clip).
+    """
+
+    shift: bool = True
+    gain_db: float = 6.0  # uniform in [-gain_db, +gain_db]
+    noise_prob: float = 0.5
+    snr_db: tuple = (10.0, 40.0)
+
+    def __call__(self, y: np.ndarray, feat: Featurizer, rng: np.random.Generator):
+        if self.shift:
+            y = feat.random_window(y, rng)
+        y = y * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
+        if self.noise_prob and rng.random() < self.noise_prob:
+            p = float(np.mean(y.astype(np.float64) ** 2)) + 1e-12
+            snr = rng.uniform(*self.snr_db)
+            y = y + rng.standard_normal(len(y)).astype(np.float32) * np.float32(
+                np.sqrt(p / 10 ** (snr / 10)))
+        return y.astype(np.float32)
+
+
+def augmented_features(feat: Featurizer, waves: list, aug: WaveAug, rng) -> np.ndarray:
+    """One epoch's worth of freshly augmented features, ``(N, n_mels, frames)``."""
+    return np.stack([feat(aug(y, feat, rng)) for y in waves]).astype(np.float32)
