@@ -527,7 +527,9 @@ class Model:
             x = np.asarray(chunk)
             if x.ndim != 1:
                 raise AudioError(f"stream chunks must be 1-D (mono) arrays, got shape {x.shape}")
-            if x.dtype.kind in "iu":
+            if x.dtype.kind == "u" and x.dtype.itemsize == 1:  # 8-bit PCM is unsigned
+                x = (x.astype(np.float32) - 128) / np.float32(128)
+            elif x.dtype.kind == "i":
                 x = x.astype(np.float32) / np.float32(2 ** (8 * x.dtype.itemsize - 1))
             elif x.dtype.kind != "f":
                 raise AudioError(f"stream chunks must hold numbers, got dtype {x.dtype}")
