@@ -1,0 +1,168 @@
+"""Shared machinery of the benchmark suite: what every benchmark records, and how.
+
+Benchmarks are not tests (STYLE #10): they time things, record the machine and the
+versions, and compare bitnet with the float models *in the same run*. The default
+``pytest`` run (``testpaths = ["tests"]``) never collects this folder; ``pytest
+benchmarks`` does. CI runs ``pytest benchmarks -q --benchmark-disable``: every
+benchmark then executes its function exactly once (no warm-up, no timing), so the
+quick mode proves that each one still runs; nothing here asserts a time.
+
+Convention every benchmark file follows (``benchmarks/report.py`` reads it)
+------------------------------------------------------------------------------
+Use the ``bench`` fixture below, or set the same fields by hand:
+
+``benchmark.group``
+    ``"frontend"``, ``"kernels"``, ``"models"`` or ``"startup"``.
+``benchmark.extra_info``
+    ``runtime``  : str, one of
+        ``"bitnet"``       the engine under test,
+        ``"torch-float"``  PyTorch float32 twin, eager, under ``torch.inference_mode()``,
+        ``"torch-bnn"``    PyTorch running the binarized trainer model itself,
+        ``"ort-float"``    ONNX Runtime float32 twin,
+        ``"librosa"``      (frontend group),
+        ``"roofline"``     the binary xor+popcount+add roofline microbenchmark.
+    ``workload`` : str, a DESIGN §4 name (``"L64"``, ``"L128"``, ``"L256"``,
+        ``"LC-BNN"``, ``"KWS-BNN-M"``), ``"default"`` (the bundled model), or a
+        frontend case (e.g. ``"1s@16k"``); the roofline uses ``"roofline"``.
+    ``batch``    : int, samples per call.
+    ``threads``  : int, the thread count the runtime was set to.
+    ``macs``     : int, optional, multiply-accumulates per call (binary MACs for bitnet
+        and for the roofline: one bit of xor+popcount). The report divides it by the
+        median to get MAC/s, and a layer's MAC/s by the roofline's MAC/s *at the same
+        thread count in the same run* to get "% of roofline".
+
+Rows with the same ``(group, workload, batch, threads)`` are paired; speed-up = peer
+median / bitnet median. Anything else may go into ``extra_info`` as well.
+
+Warm-up: ``bench`` calls the function ``warmup`` times before timing (JIT compilation,
+first ONNX Runtime run, allocator warm-up); in ``--benchmark-disable`` mode it skips the
+warm-up, because the one call already proves the code runs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import zlib
+from importlib import metadata
+
+import numpy as np
+import pytest
+
+GROUPS = ("frontend", "kernels", "models", "startup")
+RUNTIMES = ("bitnet", "torch-float", "torch-bnn", "ort-float", "librosa", "roofline")
+
+_VERSIONED = ("numpy", "numba", "scipy", "torch", "onnxruntime", "onnx", "librosa",
+              "soundfile", "safetensors", "pytest-benchmark", "bitnet-audio")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags that matter to the kernels (AVX2, AVX-512 and VPOPCNTDQ)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in flags if f.startswith(("avx", "popcnt")))
+    except OSError:
+        pass
+    return []
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions, read from package metadata (nothing is imported)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the CPU model, core count, versions and thread settings of every run."""
+    machine_info["cpu_model"] = cpu_model()
+    machine_info["cpu_flags"] = cpu_flags()
+    machine_info["cpu_count"] = os.cpu_count()
+    try:
+        machine_info["cpu_affinity"] = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        machine_info["cpu_affinity"] = os.cpu_count()
+    try:
+        machine_info["loadavg_at_start"] = list(os.getloadavg())
+    except OSError:
+        machine_info["loadavg_at_start"] = None
+    machine_info["versions"] = versions()
+    machine_info["thread_env"] = {
+        k: os.environ.get(k)
+        for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                  "NUMBA_THREADING_LAYER", "BITNET_NUM_THREADS", "NUMBA_CACHE_DIR")
+    }
+    machine_info["thread_settings"] = (
+        "each benchmark sets its own thread count and records it in extra_info['threads']: "
+        "torch.set_num_threads(n); onnxruntime SessionOptions intra_op_num_threads=n, "
+        "inter_op_num_threads=1; bitnet.set_num_threads(n)"
+    )
+
+
+@pytest.fixture
+def rng(request):
+    """A NumPy generator seeded from the benchmark's node id (reproducible inputs)."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def bench(benchmark):
+    """Time ``fn(*args)`` with the suite's conventions; returns ``fn``'s last result.
+
+    >>> def test_x(bench):                                      # doctest: +SKIP
+    ...     bench(model.run, x, group="models", runtime="bitnet",
+    ...           workload="KWS-BNN-M", batch=1, threads=1, macs=590_000_000)
+
+    Parameters
+    ----------
+    fn : callable
+        What to time, called as ``fn(*args)``.
+    group, runtime, workload : str
+        See the module docstring.
+    batch, threads : int
+        Samples per call and the runtime's thread count (set it before calling).
+    macs : int, optional
+        Multiply-accumulates per call.
+    warmup : int
+        Untimed calls before timing (skipped under ``--benchmark-disable``).
+    **extra
+        More ``extra_info`` fields.
+    """
+
+    def run(fn, *args, group, runtime, workload, batch, threads, macs=None, warmup=3, **extra):
+        if group not in GROUPS:
+            raise ValueError(f"group {group!r} is not one of {GROUPS}")
+        benchmark.group = group
+        benchmark.extra_info.update(runtime=runtime, workload=workload, batch=int(batch),
+                                    threads=int(threads), **extra)
+        if macs is not None:
+            benchmark.extra_info["macs"] = int(macs)
+        try:
+            benchmark.extra_info["loadavg_1min"] = os.getloadavg()[0]
+        except OSError:
+            pass
+        if not benchmark.disabled:
+            for _ in range(warmup):
+                fn(*args)
+        return benchmark(fn, *args)
+
+    return run
