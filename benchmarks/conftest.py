@@ -34,8 +34,9 @@ Use the ``bench`` fixture below, or set the same fields by hand:
 Rows with the same ``(group, workload, batch, threads)`` are paired; speed-up = peer
 median / bitnet median. Anything else may go into ``extra_info`` as well.
 
-Warm-up: ``bench`` calls the function ``warmup`` times before timing (JIT compilation,
-first ONNX Runtime run, allocator warm-up); in ``--benchmark-disable`` mode it skips the
+Warm-up: ``bench`` calls the function up to ``warmup`` (3) times before timing (JIT
+compilation, first ONNX Runtime run, allocator warm-up; calls after the first only
+while the warm-up has taken < 0.5 s); in ``--benchmark-disable`` mode it skips the
 warm-up, because the one call already proves the code runs.
 """
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 import zlib
 from importlib import metadata
 
@@ -143,7 +145,8 @@ def bench(benchmark):
     macs : int, optional
         Multiply-accumulates per call.
     warmup : int
-        Untimed calls before timing (skipped under ``--benchmark-disable``).
+        Untimed calls before timing, at most: one always, more only while the warm-up
+        has taken < 0.5 s (skipped under ``--benchmark-disable``).
     **extra
         More ``extra_info`` fields.
     """
@@ -161,7 +164,11 @@ def bench(benchmark):
         except OSError:
             pass
         if not benchmark.disabled:
-            for _ in range(warmup):
+            # at least one call (JIT, first ORT run); more while they stay cheap (<0.5 s)
+            t0 = time.perf_counter()
+            for i in range(max(warmup, 1)):
+                if i and time.perf_counter() - t0 > 0.5:
+                    break
                 fn(*args)
         return benchmark(fn, *args)
 
