@@ -390,14 +390,23 @@ class Model:
         starts : numpy.ndarray of float64, shape (n_windows,)
             Window start times in seconds.
         """
-        from .features import clip_features, sliding_windows
+        from .features import sliding_windows
 
-        if y.shape[0] <= self.window_samples:
-            return clip_features(y, self.frontend)[None], np.zeros(1)
         hop_frames = self._hop_frames(hop)
         feats = sliding_windows(y, self.frontend, hop_frames)
-        step = hop_frames * self.frontend.hop_length / self.sample_rate
-        return feats, np.arange(feats.shape[0]) * step
+        return feats, self._starts(y.shape[0], hop_frames)
+
+    def _starts(self, n_samples: int, hop_frames: int) -> np.ndarray:
+        """Start times (s) of the windows ``sliding_windows`` makes from ``n_samples`` samples."""
+        from .features import _window_starts
+        from .frontend import n_frames
+
+        fe = self.frontend
+        if n_samples <= self.window_samples:
+            return np.zeros(1)
+        total = n_frames(n_samples, fe.n_fft, fe.hop_length, fe.center)
+        starts = _window_starts(total, int(fe.frames), hop_frames)
+        return np.asarray(starts, dtype=np.float64) * fe.hop_length / self.sample_rate
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Run the graph: float32 ``(N, n_mels, frames)`` log-mel windows → ``(N, n_classes)`` logits."""
@@ -511,17 +520,19 @@ class Model:
         ws = WindowStream(self.frontend, hop_frames)
         rs = _StreamResampler(int(sr), self.sample_rate) if int(sr) != self.sample_rate else None
         count = 0
+        n_samples = 0
 
-        def emit(windows):
+        def emit(windows, final=False):
             nonlocal count
             if windows is None or len(windows) == 0:
                 return []
             probs = _softmax(self.logits(windows))
-            res = []
-            for row in probs:
-                res.append(self._result(row[None], np.array([count * step]), None))
-                count += 1
-            return res
+            if final:  # the last windows: the end-aligned tail window starts off the grid
+                starts = self._starts(n_samples, hop_frames)[count : count + len(probs)]
+            else:
+                starts = (count + np.arange(len(probs))) * step
+            count += len(probs)
+            return [self._result(row[None], np.array([t]), None) for row, t in zip(probs, starts)]
 
         for chunk in chunks:
             x = np.asarray(chunk)
@@ -538,10 +549,13 @@ class Model:
                 raise AudioError("stream chunk holds NaN or infinite samples")
             if rs is not None:
                 x = rs.push(x)
+            n_samples += x.shape[0]
             yield from emit(ws.push(x))
         if rs is not None:
-            yield from emit(ws.push(rs.flush()))
-        yield from emit(ws.flush())
+            x = rs.flush()
+            n_samples += x.shape[0]
+            yield from emit(ws.push(x))
+        yield from emit(ws.flush(), final=True)
 
     def timeline(self, audio, window=None, hop=None, sample_rate=None) -> list[Segment]:
         """Label a long recording segment by segment.
@@ -659,6 +673,8 @@ def load(path=None) -> Model:
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as e:
         raise ModelFileError(f"{where}: malformed graph: {type(e).__name__}: {_one_line(e)}") from None
     n_out = _n_classes(graph, header)
+    if n_out == -1:
+        raise ModelFileError(f"{where}: the graph output {header['output']!r} is not a vector of logits")
     if n_out is not None and n_out != len(header["labels"]):
         raise ModelFileError(f"{where}: the graph makes {n_out} logits but the file has {len(header['labels'])} labels")
     return Model(header, tensors, path, graph, frontend)
@@ -669,15 +685,13 @@ def _one_line(e) -> str:
 
 
 def _n_classes(graph, header):
-    shapes = getattr(graph, "shapes", None)
-    shape = None
-    if isinstance(shapes, dict):
-        shape = shapes.get(header["output"])
-    if shape is None:
-        shape = getattr(graph, "output_shape", None)
-    if shape is None:
+    info = getattr(graph, "value_info", {}).get(header["output"])
+    if info is None:
         return None
-    return int(shape[-1])
+    shape = info.logical_shape
+    if len(shape) != 1 or info.kind != "real":
+        return -1  # logits must be a real vector per example
+    return int(shape[0])
 
 
 _default_lock = threading.Lock()
