@@ -292,7 +292,8 @@ class _Plan(NamedTuple):
     fb: np.ndarray  # float32 (n_mels, 1 + n_fft // 2)
 
 
-@functools.lru_cache(maxsize=64)
+# typed: 256.0 must not hit the cache entry of 256 (nor True that of 1)
+@functools.lru_cache(maxsize=64, typed=True)
 def _plan(sr, n_fft, hop_length, win_length, n_mels, fmin, fmax, htk, norm, center, pad_mode, power, amin):
     sr, n_fft, n_mels, fmin, fmax, htk, norm = _check_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm)
     hop = _int_param("hop_length", hop_length, 1)
