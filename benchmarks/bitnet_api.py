@@ -32,17 +32,34 @@ def features_runner(model, x: np.ndarray):
     return lambda: logits(x)
 
 
-def save_workload(name: str, path: str | Path) -> Path:
-    """Write a random-parameter DESIGN §4 workload (e.g. ``"KWS-BNN-M"``) as a ``.bnn`` file."""
+def save_workload(name: str, path: str | Path, seed: int = 0) -> Path:
+    """Write a random-parameter DESIGN §4 workload (``"LC-BNN"``, ``"KWS-BNN-M"``) as a
+    ``.bnn`` file, so that the start-up probe loads it the way a user loads a model.
+
+    The graph comes from ``bitnet.workloads``; the header gets the default model's
+    frontend settings (with the workload's frame count), labels ``"0".."9"`` and a
+    provenance that says the weights are random.
+    """
     try:
         from bitnet import workloads
+        from bitnet._placeholder import FRONTEND
+        from bitnet.modelfile import save_model
     except ImportError as exc:
-        raise ImportError(f"bitnet.workloads is not available yet ({exc})") from exc
-    from bitnet.modelfile import save_model
-
-    for fname in ("model_file_parts", "header_and_tensors", "as_model"):
-        fn = getattr(workloads, fname, None)
-        if callable(fn):
-            header, tensors = fn(name)
-            return Path(save_model(path, header, tensors))
-    raise ImportError("bitnet.workloads has no function returning (header, tensors) yet")
+        raise ImportError(f"bitnet.workloads/modelfile are not available yet ({exc})") from exc
+    builder, kind = workloads.WORKLOADS[name]
+    if kind != "real":
+        raise ValueError(f"{name} takes packed bits, not features; only whole models can be saved")
+    layers, tensors, shape = builder(seed=seed)
+    header = {
+        "format": "bitnet-model", "version": 1,
+        "frontend": dict(FRONTEND, frames=int(shape[1])),
+        "input": {"shape": [int(s) for s in shape]},
+        "layers": layers,
+        "output": layers[-1]["output"],
+        "labels": [str(i) for i in range(10)],
+        "provenance": {"status": "untrained: random weights", "dataset": f"none (random {name}, DESIGN §4)",
+                       "split": None, "accuracy": None,
+                       "command": f"benchmarks.bitnet_api.save_workload({name!r})",
+                       "created": "benchmark", "seed": seed},
+    }
+    return Path(save_model(path, header, tensors))
