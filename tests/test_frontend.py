@@ -133,12 +133,11 @@ SWEEP = list(
 @pytest.mark.parametrize("sr,fft,htk,norm,power,top_db", SWEEP)
 def test_parity_sweep(rng, sr, fft, htk, norm, power, top_db):
     n_fft, hop, win = fft
-    for n in (1, 50, n_fft - 1, n_fft, sr // 3 + 7):
-        for kind in ("noise", "speechlike", "silence"):
-            check_parity(
-                signal(rng, n, kind), sr=sr, n_fft=n_fft, hop_length=hop, win_length=win, n_mels=40,
-                htk=htk, norm=norm, power=power, top_db=top_db,
-            )
+    for n, kind in ((1, "noise"), (n_fft - 1, "noise"), (n_fft, "silence"), (sr // 3 + 7, "speechlike")):
+        check_parity(
+            signal(rng, n, kind), sr=sr, n_fft=n_fft, hop_length=hop, win_length=win, n_mels=40,
+            htk=htk, norm=norm, power=power, top_db=top_db,
+        )
 
 
 # --- building blocks ----------------------------------------------------------------
