@@ -124,7 +124,8 @@ def _from_array(a, sr, orig_sr):
         raise AudioError(f"{name}: sample rate unknown; pass orig_sr= (the array's rate) and/or sr=")
     if orig_sr is not None:
         orig_sr = _rate(orig_sr, name)
-    y = _int_to_float(a) if np.issubdtype(a.dtype, np.integer) else a.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported next
+        y = _int_to_float(a) if np.issubdtype(a.dtype, np.integer) else a.astype(np.float32)
     _finite(y, name)  # after the cast: float64 values beyond float32's range count as Inf
     if y.ndim == 2:
         y = _mono(y.T)
