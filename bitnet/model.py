@@ -37,6 +37,7 @@ cached on disk; bitnet says so once on stderr when it finds the cache cold.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -187,6 +188,29 @@ def _marker() -> Path:
     return _cache_dir() / f"bitnet-warm-{h.hexdigest()[:20]}"
 
 
+@contextlib.contextmanager
+def _numba_without_scipy_blas():
+    """Keep numba from importing scipy.linalg while it starts its compiler context.
+
+    When numba first sets up its target context (on the first kernel call, cached or
+    not) ``numba.np.arraymath`` imports ``scipy.linalg.cython_blas``, only to decide
+    whether ``np.cov``/``np.corrcoef`` inside jitted code use BLAS. That import costs
+    0.1-0.5 s and ~40 MB, a large share of bitnet's start-up. bitnet's kernels use no
+    BLAS, so the module is hidden for that moment (numba then takes its loop fallback
+    for those two functions); anything that imports it later gets the real module.
+    """
+    name = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or name in sys.modules:
+        yield
+        return
+    sys.modules[name] = None  # makes "import scipy.linalg.cython_blas" fail fast
+    try:
+        yield
+    finally:
+        if sys.modules.get(name, 0) is None:
+            del sys.modules[name]
+
+
 def _run_graph(graph, x: np.ndarray) -> np.ndarray:
     """Run the graph; on the first run in a process, check the kernel cache and say if cold."""
     global _warm
@@ -202,7 +226,8 @@ def _run_graph(graph, x: np.ndarray) -> np.ndarray:
             marker, cold = None, False
         if cold and not os.environ.get("BITNET_QUIET"):
             print("bitnet: compiling kernels for this machine (first run only, takes a while)...", file=sys.stderr, flush=True)
-        out = graph.run(x)
+        with _numba_without_scipy_blas():
+            out = graph.run(x)
         if cold and marker is not None:
             try:
                 marker.parent.mkdir(parents=True, exist_ok=True)
