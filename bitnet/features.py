@@ -321,6 +321,7 @@ class WindowStream:
         self._next = 0  # start of the next regular window
         self._last_end = 0  # end of the last window emitted
         self._raw = []  # the samples, kept while the signal may still be a short clip
+        self._pending = []  # log-mel frames held back meanwhile
         self._n = 0
 
     def _empty(self) -> np.ndarray:
@@ -362,12 +363,19 @@ class WindowStream:
             ``n >= 0`` new windows, normalised.
         """
         x = _check_signal(chunk, "chunk")
-        if self._raw is not None:
-            self._raw.append(x.copy())
-            if self._n + x.shape[0] > self.cfg.window_samples:
-                self._raw = None  # longer than one window: the frames decide from now on
+        new = self._mel.push(x)
         self._n += x.shape[0]
-        return self._take(self._mel.push(x), final=False)
+        if self._raw is not None:
+            # while the signal may still be one short clip, its windows are not known
+            # (with center=False frames can be complete before that is decided)
+            self._raw.append(x.copy())
+            self._pending.append(new)
+            if self._n <= self.cfg.window_samples:
+                return self._empty()
+            self._raw = None  # longer than one window: the frames decide from now on
+            new = np.concatenate(self._pending, axis=1)
+            self._pending = []
+        return self._take(new, final=False)
 
     def flush(self) -> np.ndarray:
         """End the signal: return the last windows and reset the stream.
