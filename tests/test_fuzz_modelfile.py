@@ -288,6 +288,21 @@ def test_header_edits_forged_slow(original, scratch, path, value):
     check_forged(reseal(index, payload, header), scratch)
 
 
+def _single_flips(original, scratch, positions):
+    data = original[0]
+    outcomes = {"error": 0, "same": 0}
+    for pos in positions:
+        outcomes[check_damaged(apply_flips(data, [(pos, 1)]), original, scratch)] += 1
+    return outcomes
+
+
+def test_single_byte_flips_strided(original, scratch):
+    """Every 13th byte of the file, flipped in its lowest bit (the slow tier does all)."""
+    out = _single_flips(original, scratch, range(0, len(original[0]), 13))
+    assert out["error"] > 0.9 * sum(out.values())
+
+
+@pytest.mark.slow
 def test_every_single_byte_flip(original, scratch):
     """Exhaustive: every byte of the file, flipped in its lowest bit (the whole file, each position)."""
     data = original[0]
