@@ -296,9 +296,7 @@ def _float_warnings(model: nn.Module, rows) -> list:
 def _engine_logits(layers, tensors, output, input_shape, x: np.ndarray) -> np.ndarray:
     from bitnet.graph import Graph
 
-    g = Graph(layers, tensors, input_shape=(input_shape[0], input_shape[1], 1), output=output) \
-        if "output" in Graph.__init__.__code__.co_varnames else \
-        Graph(layers, tensors, input_shape=(input_shape[0], input_shape[1], 1))
+    g = Graph(layers, tensors, input_shape=(input_shape[0], input_shape[1], 1), output=output)
     out = []
     for i in range(0, len(x), 64):
         out.append(np.asarray(g.run(np.ascontiguousarray(x[i:i + 64], dtype=np.float32))))
@@ -355,8 +353,14 @@ def export_model(model: M.Net, info: dict, out, x_check: np.ndarray, y_check=Non
     if not same or not diff <= tol:
         raise ExportError(f"engine disagrees with PyTorch (max abs logit diff {diff:.3g}, "
                           f"{n_bad} different predictions; tol {tol}); refusing to write {out}")
-    rows = layer_table(layers, tensors, shape)
-    log(format_table(rows))
+    try:  # the engine's own table (bitnet.summary), so the file and `bitnet summary` agree
+        from bitnet.summary import format_table as _fmt, summarize
+
+        rows = summarize(layers, tensors, [int(shape[0]), int(shape[1]), 1])
+        log(_fmt(rows))
+    except ImportError:  # pragma: no cover - older engine
+        rows = layer_table(layers, tensors, shape)
+        log(format_table(rows))
     for msg in _float_warnings(model, rows):
         warnings.warn("!!! " + msg, stacklevel=2)
         log("WARNING !!! " + msg)
