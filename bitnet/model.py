@@ -167,12 +167,18 @@ def _cache_dir() -> Path:
     return Path(base) / "bitnet"
 
 
+#: modules of the package that define no kernels (editing them does not invalidate numba's cache)
+_NO_KERNELS = frozenset(
+    {"model.py", "cli.py", "summary.py", "modelfile.py", "_placeholder.py", "__main__.py", "errors.py", "audio.py"}
+)
+
+
 def _marker() -> Path:
     """A file whose existence says: the kernels of this very build were compiled here.
 
     Keyed like numba's own cache: bitnet, numba and Python versions and the size and
-    modification time of every source file of the package (numba recompiles when a
-    kernel's source file changes).
+    modification time of the package's source files that may hold kernels (numba
+    recompiles when a kernel's source file changes).
     """
     from . import __version__
 
@@ -182,7 +188,7 @@ def _marker() -> Path:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         for fn in sorted(filenames):
-            if fn.endswith(".py"):
+            if fn.endswith(".py") and not (dirpath == str(root) and fn in _NO_KERNELS):
                 st = os.stat(os.path.join(dirpath, fn))
                 h.update(f"{fn}:{st.st_size}:{st.st_mtime_ns};".encode())
     return _cache_dir() / f"bitnet-warm-{h.hexdigest()[:20]}"
