@@ -379,7 +379,10 @@ class Model:
     @property
     def untrained(self) -> bool:
         """True when the provenance marks the model an untrained placeholder."""
-        return any(isinstance(v, str) and UNTRAINED_MARK in v.lower() for v in self.provenance.values())
+        status = self.provenance.get("status")
+        if isinstance(status, str) and UNTRAINED_MARK in status.lower():
+            return True
+        return any(isinstance(v, str) and "untrained placeholder" in v.lower() for v in self.provenance.values())
 
     def __repr__(self) -> str:
         return f"Model({str(self.path)!r}, labels={len(self.labels)}, sample_rate={self.sample_rate})"
