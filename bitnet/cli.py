@@ -143,7 +143,7 @@ def cmd_infer(args) -> int:
     model = _load_model(args.model, args.debug)
     items = list(_expand(args.paths))
     failures = 0
-    width = min(max((len(str(p)) for p, _ in items), default=4), 60)
+    width = min(max((len(str(p)) for p, _ in items), default=4), 100)
 
     show_bar = len(items) >= 8
     bar = None
