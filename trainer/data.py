@@ -301,8 +301,8 @@ class WaveAug:
 
     shift: bool = True
     gain_db: float = 6.0  # uniform in [-gain_db, +gain_db]
-    noise_prob: float = 0.5
-    snr_db: tuple = (10.0, 40.0)
+    noise_prob: float = 0.3
+    snr_db: tuple = (20.0, 50.0)
 
     def __call__(self, y: np.ndarray, feat: Featurizer, rng: np.random.Generator):
         if self.shift:

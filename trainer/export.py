@@ -405,7 +405,7 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
     _, test_set, desc = D.load_dataset(info["data"], info["split"], info["config"]["seed"])
     if max_clips:
         test_set = test_set.subset(np.arange(min(max_clips, len(test_set))))
-    x = D.clean_features(feat, test_set)
+    x = D.clean_features(feat, test_set, info["config"].get("cache_dir") or None)
     res = info.get("result", {})
     acc = {"test": res.get("test_accuracy")}
     twin = run_dir.parent / (run_dir.name + "-float")

@@ -46,6 +46,11 @@ __all__ = [
     "clip_latent_weights",
 ]
 
+#: Latent weights start uniform in [-LATENT_INIT, LATENT_INIT]. Small on purpose: with
+#: Adam every step moves a weight by about the learning rate, so a small start lets signs
+#: flip within tens of steps (FSDD has only ~40-80 steps per epoch).
+LATENT_INIT = 0.05
+
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
@@ -186,7 +191,7 @@ class BinaryConv2d(nn.Module):
         self.use_scale = scale
         self.grad = grad
         w = torch.empty(out_channels, in_channels, kh, kw)
-        nn.init.uniform_(w, -0.5, 0.5)
+        nn.init.uniform_(w, -LATENT_INIT, LATENT_INIT)
         self.weight = nn.Parameter(w)
 
     def binary_weight(self):
@@ -241,7 +246,7 @@ class BinaryLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.use_scale = scale
         w = torch.empty(out_features, in_features)
-        nn.init.uniform_(w, -0.5, 0.5)
+        nn.init.uniform_(w, -LATENT_INIT, LATENT_INIT)
         self.weight = nn.Parameter(w)
 
     def binary_weight(self):

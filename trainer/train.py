@@ -52,7 +52,7 @@ class TrainConfig:
     frontend: dict = field(default_factory=dict)  # overrides of the model spec's frontend
     out: str = "runs/run"
     epochs: int = 60
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 2e-3
     final_lr: float = 0.0
     schedule: str = "cosine"  # cosine | onecycle | constant
@@ -61,7 +61,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0  # Beta(a, a) mixing; 0 = off
     wave_aug: bool = True  # time shift / random crop, gain, noise in the waveform domain
-    noise_prob: float = 0.5
+    noise_prob: float = 0.3
     spec_freq_masks: int = 2
     spec_freq_width: int = 6
     spec_time_masks: int = 2
