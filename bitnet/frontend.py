@@ -369,6 +369,8 @@ def n_frames(n_samples: int, n_fft: int, hop_length: int, center: bool = True) -
 
 #: frames per matrix product in :func:`_frames_db` (see there)
 _BLOCK = 16
+#: frames per FFT call in :func:`_frames_db`
+_FFT_ROWS = 32
 
 
 def _frames_db(plan: _Plan, x: np.ndarray, count: int) -> np.ndarray:
@@ -386,16 +388,20 @@ def _frames_db(plan: _Plan, x: np.ndarray, count: int) -> np.ndarray:
     """
     step = x.strides[0]
     frames = as_strided(x, shape=(count, plan.n_fft), strides=(step * plan.hop, step), writeable=False)
-    spec = np.fft.rfft(frames * plan.window, axis=-1)  # complex64 (count, 1 + n_fft // 2)
     blocks = -(-count // _BLOCK)
-    mag = np.zeros((blocks * _BLOCK, spec.shape[1]), dtype=np.float32)
-    if plan.power == 2.0:
-        np.multiply(spec.real, spec.real, out=mag[:count])
-        mag[:count] += spec.imag * spec.imag
-    elif plan.power == 1.0:
-        np.abs(spec, out=mag[:count])
-    else:
-        np.power(np.abs(spec), np.float32(plan.power), out=mag[:count])
+    mag = np.zeros((blocks * _BLOCK, 1 + plan.n_fft // 2), dtype=np.float32)
+    # the FFT goes _FFT_ROWS frames at a time: measured faster than one call on all
+    # frames (whose float32 input and output stop fitting the fast caches)
+    for i in range(0, count, _FFT_ROWS):
+        spec = np.fft.rfft(frames[i : i + _FFT_ROWS] * plan.window, axis=-1)  # complex64
+        m = mag[i : i + spec.shape[0]]
+        if plan.power == 2.0:
+            np.multiply(spec.real, spec.real, out=m)
+            m += spec.imag * spec.imag
+        elif plan.power == 1.0:
+            np.abs(spec, out=m)
+        else:
+            np.power(np.abs(spec), np.float32(plan.power), out=m)
     mel = np.matmul(plan.fb, mag.reshape(blocks, _BLOCK, -1).transpose(0, 2, 1))  # (blocks, n_mels, B)
     out = np.empty((plan.n_mels, count), dtype=np.float32)
     out_blocks = out if count == blocks * _BLOCK else np.empty((plan.n_mels, blocks * _BLOCK), np.float32)
