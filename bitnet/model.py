@@ -396,7 +396,7 @@ class Model:
             raise ParameterError(f"hop must be a positive number of seconds, got {hop!r}")
         return max(1, int(round(hop * self.sample_rate / self.frontend.hop_length)))
 
-    def load(self, audio, sample_rate=None) -> np.ndarray:
+    def read_audio(self, audio, sample_rate=None) -> np.ndarray:
         """Load one input as mono float32 at the model's rate (see :func:`bitnet.load_audio`)."""
         from .audio import load_audio
 
@@ -510,7 +510,7 @@ class Model:
             return []
         feats, starts, names = [], [], []
         for item in items:
-            y = self.load(item, sample_rate)
+            y = self.read_audio(item, sample_rate)
             f, s = self.windows(y, hop)
             feats.append(f)
             starts.append(s)
@@ -617,7 +617,7 @@ class Model:
                 isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v <= 0
             ):
                 raise ParameterError(f"{name} must be a positive number of seconds, got {v!r}")
-        y = self.load(audio, sample_rate)
+        y = self.read_audio(audio, sample_rate)
         sr = self.sample_rate
         win = self.window_samples if window is None else max(1, int(round(window * sr)))
         step = max(1, win // 2) if hop is None else max(1, int(round(hop * sr)))
