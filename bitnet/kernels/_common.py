@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import types
+from llvmlite import ir
 from numba.extending import intrinsic
 
 from .._jit import jit
@@ -42,6 +43,32 @@ def popcount(typingctx, x):
         return builder.ctpop(args[0])
 
     return types.int64(types.uint64), codegen
+
+
+@intrinsic
+def signbits64(typingctx, arr, start):
+    """Bit ``j`` of the int64 result = sign bit of ``arr[start + j]``, ``j < 64``.
+
+    ``arr`` is a C-contiguous int64 array with at least ``start + 64`` elements (not
+    checked). LLVM lowers the ``<64 x i64>`` compare-with-zero and the ``<64 x i1>`` →
+    ``i64`` bitcast to 8 ``vpmovq2m`` and mask unpacks: a handful of instructions to
+    pack 64 threshold decisions into one output word.
+    """
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.layout == "C"
+            and isinstance(start, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _prefer_512(builder.function)
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        start = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.gep(ary.data, [start])
+        vty = ir.VectorType(ir.IntType(64), 64)
+        vec = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=8)
+        neg = builder.icmp_signed("<", vec, ir.Constant(vty, None))
+        return builder.bitcast(neg, ir.IntType(64))
+
+    return types.int64(arr, start), codegen
 
 
 @jit()

@@ -25,7 +25,7 @@ from numba import prange
 from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words
-from ._common import emit_threshold, popcount, threshold_bounds
+from ._common import popcount, signbits64, threshold_bounds
 from .geometry import conv_geometry
 
 __all__ = ["BConv", "bconv", "bdense", "MODES"]
@@ -34,16 +34,37 @@ __all__ = ["BConv", "bconv", "bdense", "MODES"]
 MODES = {"int": 0, "threshold": 1, "affine": 2}
 
 # layout of the int64 parameter vector ``ip`` of the kernel
-_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N = range(10)
-_NHDR = 10
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N, _CO = range(11)
+_NHDR = 11
+
+
+#: words per group: the kernels sum the popcounts of G words per output channel in one
+#: expression, so the accumulator is loaded and stored once per G words, not per word
+#: (for a 3×3 window of C ≤ 64 channels the whole window is one group).
+G = 9
+
+
+@jit(inline="always")
+def _s9(wt, k, c, x0, x1, x2, x3, x4, x5, x6, x7, x8):
+    return (popcount(x0 ^ wt[k, c]) + popcount(x1 ^ wt[k + 1, c])
+            + popcount(x2 ^ wt[k + 2, c]) + popcount(x3 ^ wt[k + 3, c])
+            + popcount(x4 ^ wt[k + 4, c]) + popcount(x5 ^ wt[k + 5, c])
+            + popcount(x6 ^ wt[k + 6, c]) + popcount(x7 ^ wt[k + 7, c])
+            + popcount(x8 ^ wt[k + 8, c]))
 
 
 @jit(parallel=True)
 def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
-    """x (N,H,W,Cw) u64; wt (K,C_out) u64; ip = header + bound(C_out) + flipw(Cwo);
-    fp = scale(C_out) + bias(C_out); exactly one of the outputs is used (by mode)."""
+    """Binary conv of one batch; see the module docstring for the layout.
+
+    x (N,H,W,Cw) u64; wt (Cwo, Kp, 64) u64: 64-output-channel blocks of the re-tiled
+    weights, Kp = kh·kw·Cw rounded up to G, zero rows and zero columns past the real
+    ones; ip = header + bound(Cwo·64) + flipw(Cwo) (int64); fp = scale + bias
+    (float32, C_out each); exactly one of the three outputs is used (by mode).
+    """
     nb, h, w, cw_in = x.shape
-    c_out = wt.shape[1]
+    cwo, kp, _ = wt.shape
+    c_out = ip[_CO]
     kh = ip[_KH]
     kw = ip[_KW]
     sh = ip[_SH]
@@ -54,38 +75,68 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
     w_out = ip[_WO]
     mode = ip[_MODE]
     n = ip[_N]
-    bound = ip[_NHDR:_NHDR + c_out]
-    flipw = ip[_NHDR + c_out:]
+    bound = ip[_NHDR:_NHDR + cwo * 64]
+    flipw = ip[_NHDR + cwo * 64:]
     scale = fp[:c_out]
     bias = fp[c_out:]
+    ng = kp // G
     for r in prange(nb * h_out):
         b = r // h_out
         y = r - b * h_out
-        acc = np.empty(c_out, dtype=np.int64)
+        # gather the windows of the whole output row once (padded pixels are +1:
+        # zero words; the tail past kh·kw·Cw stays zero)
+        xr = np.zeros((w_out, kp), dtype=np.uint64)
+        acc = np.zeros(64, dtype=np.int64)
+        d = np.zeros(64, dtype=np.int64)
         for xo in range(w_out):
-            acc[:] = 0
             for ky in range(kh):
                 iy = y * sh - pt + ky
-                row_ok = iy >= 0 and iy < h
+                if iy < 0 or iy >= h:
+                    continue
                 for kx in range(kw):
                     ix = xo * sw - pl + kx
-                    ok = row_ok and ix >= 0 and ix < w
-                    kbase = (ky * kw + kx) * cw_in
-                    for cw in range(cw_in):
-                        xw = np.uint64(0)
-                        if ok:
-                            xw = x[b, iy, ix, cw]
-                        wrow = wt[kbase + cw]
-                        for c in range(c_out):
-                            acc[c] += popcount(xw ^ wrow[c])
-            if mode == 1:
-                emit_threshold(acc, bound, flipw, out_bits[b, y, xo], c_out)
-            elif mode == 0:
-                for c in range(c_out):
-                    out_int[b, y, xo, c] = np.int32(n - 2 * acc[c])
-            else:
-                for c in range(c_out):
-                    out_real[b, y, xo, c] = np.float32(n - 2 * acc[c]) * scale[c] + bias[c]
+                    if ix >= 0 and ix < w:
+                        k0 = (ky * kw + kx) * cw_in
+                        for cw in range(cw_in):
+                            xr[xo, k0 + cw] = x[b, iy, ix, cw]
+        # one 64-channel block of weights at a time (Kp·512 bytes: L1-resident)
+        for ob in range(cwo):
+            wb = wt[ob]
+            lo = ob * 64
+            for xo in range(w_out):
+                xv = xr[xo]
+                # all groups but the last accumulate popcounts into acc
+                for g in range(ng - 1):
+                    k = g * G
+                    x0, x1, x2 = xv[k], xv[k + 1], xv[k + 2]
+                    x3, x4, x5 = xv[k + 3], xv[k + 4], xv[k + 5]
+                    x6, x7, x8 = xv[k + 6], xv[k + 7], xv[k + 8]
+                    if g == 0:
+                        for j in range(64):
+                            acc[j] = _s9(wb, k, j, x0, x1, x2, x3, x4, x5, x6, x7, x8)
+                    else:
+                        for j in range(64):
+                            acc[j] += _s9(wb, k, j, x0, x1, x2, x3, x4, x5, x6, x7, x8)
+                if ng == 1:
+                    acc[:] = 0
+                # the last group is fused with the output transform
+                k = (ng - 1) * G
+                x0, x1, x2 = xv[k], xv[k + 1], xv[k + 2]
+                x3, x4, x5 = xv[k + 3], xv[k + 4], xv[k + 5]
+                x6, x7, x8 = xv[k + 6], xv[k + 7], xv[k + 8]
+                if mode == 1:
+                    # d = bound - v is negative iff v > bound; the 64 sign bits are
+                    # the output word (padded channels have bound = int64 max: bit 0)
+                    for j in range(64):
+                        d[j] = bound[lo + j] - (acc[j] + _s9(wb, k, j, x0, x1, x2, x3, x4, x5, x6, x7, x8))
+                    out_bits[b, y, xo, ob] = np.uint64(signbits64(d, 0) ^ flipw[ob])
+                else:
+                    for j in range(min(64, c_out - lo)):
+                        v = acc[j] + _s9(wb, k, j, x0, x1, x2, x3, x4, x5, x6, x7, x8)
+                        if mode == 0:
+                            out_int[b, y, xo, lo + j] = np.int32(n - 2 * v)
+                        else:
+                            out_real[b, y, xo, lo + j] = np.float32(n - 2 * v) * scale[lo + j] + bias[lo + j]
 
 
 _EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
@@ -158,14 +209,19 @@ class BConv:
         self.padding = padding
         self.output = output
         self.n = kh * kw * self.in_channels
-        self.wt = np.ascontiguousarray(weight.reshape(c_out, kh * kw * cw).T)
+        k = kh * kw * cw
+        kp = -(-k // G) * G
+        cp = n_words(c_out) * 64
+        wt = np.zeros((kp, cp), np.uint64)          # zero rows past k pair with zero words
+        wt[:k, :c_out] = weight.reshape(c_out, k).T
+        self.wt = np.ascontiguousarray(wt.reshape(kp, cp // 64, 64).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
-        hdr[_MODE], hdr[_N] = MODES[output], self.n
+        hdr[_MODE], hdr[_N], hdr[_CO] = MODES[output], self.n, c_out
+        bound = np.full(cp, np.iinfo(np.int64).max, np.int64)
+        flipw = np.zeros(n_words(c_out), np.int64)
         if output == "threshold":
-            bound, flipw = threshold_bounds(thresh, thresh_sign, -2, self.n)
-        else:
-            bound, flipw = np.zeros(c_out, np.int64), np.zeros(n_words(c_out), np.int64)
+            bound[:c_out], flipw = threshold_bounds(thresh, thresh_sign, -2, self.n)
         self._hdr = hdr
         self._tail = np.concatenate([bound, flipw])
         if output == "affine":
