@@ -358,31 +358,28 @@ def chart_groups(idx, group: str, path: Path, runtimes, title: str) -> bool:
     configs = sorted({(k[1], k[2]) for k in g if k[0] != "roofline"})
     runtimes = [r for r in runtimes if any(r in v for v in g.values())]
     fig, axes = plt.subplots(1, len(workloads), figsize=(max(9.0, 3.6 * len(workloads)), 4.4), squeeze=False)
-    width = 0.8 / max(len(runtimes), 1)
+    from matplotlib.patches import Patch
+
     for ax, w in zip(axes[0], workloads):
         cfgs = [c for c in configs if (w, *c) in g]
-        for j, rt in enumerate(runtimes):
+        present = [rt for rt in runtimes if any(rt in g[(w, *c)] for c in cfgs)]
+        width = 0.8 / max(len(present), 2)
+        for j, rt in enumerate(present):
             xs, ys = [], []
             for i, c in enumerate(cfgs):
                 r = g[(w, *c)].get(rt)
                 if r:
-                    xs.append(i + (j - (len(runtimes) - 1) / 2) * width)
+                    xs.append(i + (j - (len(present) - 1) / 2) * width)
                     ys.append(r["median"] * 1e3)
-            ax.bar(xs, ys, width, label=LABELS[rt], color=COLORS.get(rt))
+            ax.bar(xs, ys, width, color=COLORS.get(rt))
         ax.set_yscale("log")
         ax.set_xticks(range(len(cfgs)))
         ax.set_xticklabels([f"b{b}\n{t}T" for b, t in cfgs], fontsize=8)
         ax.set_title(w)
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[0][0].set_ylabel("median time per call, ms (log)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
-        h, lab = ax.get_legend_handles_labels()
-        for hh, ll in zip(h, lab):
-            if ll not in labels:
-                handles.append(hh)
-                labels.append(ll)
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    handles = [Patch(color=COLORS.get(rt), label=LABELS[rt]) for rt in runtimes]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
     fig.suptitle(title + "\n(b = batch, T = threads; median per call, lower is better)", fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 0.93))
     fig.savefig(path, dpi=110)
