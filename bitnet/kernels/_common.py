@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import types
+from numba.core import cgutils
 from llvmlite import ir
 from numba.extending import intrinsic
 
@@ -69,6 +70,170 @@ def signbits64(typingctx, arr, start):
         return builder.bitcast(neg, ir.IntType(64))
 
     return types.int64(arr, start), codegen
+
+
+_V64 = ir.VectorType(ir.IntType(64), 64)
+
+
+def _load_v64(context, builder, aryty, ary_val, index):
+    """Load ``<64 x i64>`` from element ``index`` of a C-contiguous array."""
+    ary = context.make_array(aryty)(context, builder, ary_val)
+    ptr = builder.gep(ary.data, [index])
+    return builder.load(builder.bitcast(ptr, _V64.as_pointer()), align=8)
+
+
+def _store_v64(context, builder, aryty, ary_val, index, vec):
+    ary = context.make_array(aryty)(context, builder, ary_val)
+    ptr = builder.gep(ary.data, [index])
+    builder.store(vec, builder.bitcast(ptr, _V64.as_pointer()), align=8)
+
+
+def _block_popsum(context, builder, sig, args):
+    """Σ_i ctpop(x_i XOR wb[k + i, 0:64]) over G = 9 words, as a ``<64 x i64>``."""
+    wbty, kty = sig.args[0], sig.args[1]
+    k = context.cast(builder, args[1], kty, types.intp)
+    xs = args[-9:]
+    total = None
+    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V64, [_V64]),
+                                           "llvm.ctpop.v64i64")
+    zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), 64), None)
+    for i, xv in enumerate(xs):
+        row = builder.mul(builder.add(k, ir.Constant(k.type, i)), ir.Constant(k.type, 64))
+        w = _load_v64(context, builder, wbty, args[0], row)
+        xb = builder.insert_element(ir.Constant(_V64, ir.Undefined), xv, ir.Constant(ir.IntType(32), 0))
+        xb = builder.shuffle_vector(xb, ir.Constant(_V64, ir.Undefined), zero_mask)
+        pc = builder.call(ctpop, [builder.xor(xb, w)])
+        total = pc if total is None else builder.add(total, pc)
+    return total
+
+
+def _block_sig(wb, k, acc, x):
+    ok = (isinstance(wb, types.Array) and wb.ndim == 2 and wb.layout == "C" and wb.dtype == types.uint64
+          and isinstance(k, types.Integer) and isinstance(acc, types.Array) and acc.layout == "C"
+          and acc.dtype == types.int64 and all(t == types.uint64 for t in x))
+    return ok
+
+
+@intrinsic
+def block_sum9(typingctx, wb, k, acc, add, x0, x1, x2, x3, x4, x5, x6, x7, x8):
+    """``acc[0:64] = (acc[0:64] if add else 0) + Σ_i popcount(x_i XOR wb[k+i, 0:64])``.
+
+    ``wb`` is a ``(Kp, 64)`` uint64 block of re-tiled weights, ``acc`` an int64 array
+    of at least 64 elements, ``add`` a literal-free bool. Written as explicit
+    ``<64 x i64>`` vector code (8 zmm registers per value): no loop, so no runtime
+    alias checks, and every operand stays in registers.
+    """
+    xs = (x0, x1, x2, x3, x4, x5, x6, x7, x8)
+    if not (_block_sig(wb, k, acc, xs) and isinstance(add, types.Boolean)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _prefer_512(builder.function)
+        total = _block_popsum(context, builder, signature, args)
+        zero = ir.Constant(ir.IntType(64), 0)
+        old = _load_v64(context, builder, signature.args[2], args[2], zero)
+        keep = builder.select(args[3], old, ir.Constant(_V64, None))
+        _store_v64(context, builder, signature.args[2], args[2], zero, builder.add(total, keep))
+        return context.get_dummy_value()
+
+    return types.none(wb, k, acc, add, *xs), codegen
+
+
+@intrinsic
+def block_thresh9(typingctx, wb, k, acc, add, bound, lo, x0, x1, x2, x3, x4, x5, x6, x7, x8):
+    """Word whose bit ``j`` is ``v_j > bound[lo + j]`` with
+    ``v = (acc[0:64] if add else 0) + Σ_i popcount(x_i XOR wb[k+i, 0:64])``."""
+    xs = (x0, x1, x2, x3, x4, x5, x6, x7, x8)
+    if not (_block_sig(wb, k, acc, xs) and isinstance(add, types.Boolean)
+            and isinstance(bound, types.Array) and bound.dtype == types.int64
+            and isinstance(lo, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _prefer_512(builder.function)
+        total = _block_popsum(context, builder, signature, args)
+        zero = ir.Constant(ir.IntType(64), 0)
+        old = _load_v64(context, builder, signature.args[2], args[2], zero)
+        keep = builder.select(args[3], old, ir.Constant(_V64, None))
+        v = builder.add(total, keep)
+        lo_ = context.cast(builder, args[5], signature.args[5], types.intp)
+        bnd = _load_v64(context, builder, signature.args[4], args[4], lo_)
+        gt = builder.icmp_signed(">", v, bnd)
+        return builder.bitcast(gt, ir.IntType(64))
+
+    return types.int64(wb, k, acc, add, bound, lo, *xs), codegen
+
+
+_F64 = ir.VectorType(ir.FloatType(), 64)
+
+
+def _load_f64(context, builder, aryty, ary_val, index):
+    ary = context.make_array(aryty)(context, builder, ary_val)
+    ptr = builder.gep(ary.data, [index])
+    return builder.load(builder.bitcast(ptr, _F64.as_pointer()), align=4)
+
+
+def _block_fma(context, builder, sig, args):
+    """acc' = (acc if add else 0) + Σ_i q_i · wb[k + i, 0:64] (float32, fused multiply-add)."""
+    wbty, kty, accty = sig.args[0], sig.args[1], sig.args[2]
+    k = context.cast(builder, args[1], kty, types.intp)
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F64, [_F64, _F64, _F64]),
+                                         "llvm.fma.v64f32")
+    zero = ir.Constant(ir.IntType(64), 0)
+    old = _load_f64(context, builder, accty, args[2], zero)
+    total = builder.select(args[3], old, ir.Constant(_F64, None))
+    zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), 64), None)
+    for i, q in enumerate(args[-9:]):
+        row = builder.mul(builder.add(k, ir.Constant(k.type, i)), ir.Constant(k.type, 64))
+        w = _load_f64(context, builder, wbty, args[0], row)
+        qb = builder.insert_element(ir.Constant(_F64, ir.Undefined), q, ir.Constant(ir.IntType(32), 0))
+        qb = builder.shuffle_vector(qb, ir.Constant(_F64, ir.Undefined), zero_mask)
+        total = builder.call(fma, [qb, w, total])
+    return total
+
+
+def _fblock_sig(wb, k, acc, add, q):
+    return (isinstance(wb, types.Array) and wb.ndim == 2 and wb.layout == "C" and wb.dtype == types.float32
+            and isinstance(k, types.Integer) and isinstance(acc, types.Array) and acc.layout == "C"
+            and acc.dtype == types.float32 and isinstance(add, types.Boolean)
+            and all(t == types.float32 for t in q))
+
+
+@intrinsic
+def fblock_sum9(typingctx, wb, k, acc, add, q0, q1, q2, q3, q4, q5, q6, q7, q8):
+    """``acc[0:64] = (acc if add else 0) + Σ_i q_i · wb[k+i, 0:64]`` in float32 with
+    ``llvm.fma``. Exact for the first layer (integers below ``2**24``, see qconv)."""
+    qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
+    if not _fblock_sig(wb, k, acc, add, qs):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _prefer_512(builder.function)
+        total = _block_fma(context, builder, signature, args)
+        ary = context.make_array(signature.args[2])(context, builder, args[2])
+        builder.store(total, builder.bitcast(ary.data, _F64.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.none(wb, k, acc, add, *qs), codegen
+
+
+@intrinsic
+def fblock_thresh9(typingctx, wb, k, acc, add, fbound, lo, q0, q1, q2, q3, q4, q5, q6, q7, q8):
+    """Word whose bit ``j`` is ``dot_j < fbound[lo + j]``, ``dot`` as in :func:`fblock_sum9`."""
+    qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
+    if not (_fblock_sig(wb, k, acc, add, qs) and isinstance(fbound, types.Array)
+            and fbound.dtype == types.float32 and isinstance(lo, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _prefer_512(builder.function)
+        total = _block_fma(context, builder, signature, args)
+        lo_ = context.cast(builder, args[5], signature.args[5], types.intp)
+        bnd = _load_f64(context, builder, signature.args[4], args[4], lo_)
+        lt = builder.fcmp_ordered("<", total, bnd)
+        return builder.bitcast(lt, ir.IntType(64))
+
+    return types.int64(wb, k, acc, add, fbound, lo, *qs), codegen
 
 
 @jit()

@@ -25,7 +25,7 @@ from numba import prange
 from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words
-from ._common import popcount, signbits64, threshold_bounds
+from ._common import block_sum9, block_thresh9, popcount, threshold_bounds
 from .geometry import conv_geometry
 
 __all__ = ["BConv", "bconv", "bdense", "MODES"]
@@ -87,7 +87,6 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
         # zero words; the tail past kh·kw·Cw stays zero)
         xr = np.zeros((w_out, kp), dtype=np.uint64)
         acc = np.zeros(64, dtype=np.int64)
-        d = np.zeros(64, dtype=np.int64)
         for xo in range(w_out):
             for ky in range(kh):
                 iy = y * sh - pt + ky
@@ -108,36 +107,24 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
                 # all groups but the last accumulate popcounts into acc
                 for g in range(ng - 1):
                     k = g * G
-                    x0, x1, x2 = xv[k], xv[k + 1], xv[k + 2]
-                    x3, x4, x5 = xv[k + 3], xv[k + 4], xv[k + 5]
-                    x6, x7, x8 = xv[k + 6], xv[k + 7], xv[k + 8]
-                    if g == 0:
-                        for j in range(64):
-                            acc[j] = _s9(wb, k, j, x0, x1, x2, x3, x4, x5, x6, x7, x8)
-                    else:
-                        for j in range(64):
-                            acc[j] += _s9(wb, k, j, x0, x1, x2, x3, x4, x5, x6, x7, x8)
-                if ng == 1:
-                    acc[:] = 0
+                    block_sum9(wb, k, acc, g > 0, xv[k], xv[k + 1], xv[k + 2], xv[k + 3],
+                               xv[k + 4], xv[k + 5], xv[k + 6], xv[k + 7], xv[k + 8])
                 # the last group is fused with the output transform
                 k = (ng - 1) * G
-                x0, x1, x2 = xv[k], xv[k + 1], xv[k + 2]
-                x3, x4, x5 = xv[k + 3], xv[k + 4], xv[k + 5]
-                x6, x7, x8 = xv[k + 6], xv[k + 7], xv[k + 8]
                 if mode == 1:
-                    # d = bound - v is negative iff v > bound; the 64 sign bits are
-                    # the output word (padded channels have bound = int64 max: bit 0)
-                    for j in range(64):
-                        d[j] = bound[lo + j] - (acc[j] + _s9(wb, k, j, x0, x1, x2, x3, x4, x5, x6, x7, x8))
-                    out_bits[b, y, xo, ob] = np.uint64(signbits64(d, 0) ^ flipw[ob])
+                    # bit j set iff v_j > bound (padded channels: bound = int64 max)
+                    word = block_thresh9(wb, k, acc, ng > 1, bound, lo, xv[k], xv[k + 1],
+                                         xv[k + 2], xv[k + 3], xv[k + 4], xv[k + 5],
+                                         xv[k + 6], xv[k + 7], xv[k + 8])
+                    out_bits[b, y, xo, ob] = np.uint64(word ^ flipw[ob])
                 else:
+                    block_sum9(wb, k, acc, ng > 1, xv[k], xv[k + 1], xv[k + 2], xv[k + 3],
+                               xv[k + 4], xv[k + 5], xv[k + 6], xv[k + 7], xv[k + 8])
                     for j in range(min(64, c_out - lo)):
-                        v = acc[j] + _s9(wb, k, j, x0, x1, x2, x3, x4, x5, x6, x7, x8)
                         if mode == 0:
-                            out_int[b, y, xo, lo + j] = np.int32(n - 2 * v)
+                            out_int[b, y, xo, lo + j] = np.int32(n - 2 * acc[j])
                         else:
-                            out_real[b, y, xo, lo + j] = np.float32(n - 2 * v) * scale[lo + j] + bias[lo + j]
-
+                            out_real[b, y, xo, lo + j] = np.float32(n - 2 * acc[j]) * scale[lo + j] + bias[lo + j]
 
 _EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
 _EMPTY_I32 = np.zeros((0, 0, 0, 0), np.int32)

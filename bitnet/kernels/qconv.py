@@ -20,22 +20,28 @@ from numba import prange
 from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
-from ._common import emit_threshold, threshold_bounds
+from ._common import fblock_sum9, fblock_thresh9
 from .bconv import MODES, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64, _check_output_tensors
 from .geometry import conv_geometry
 
 __all__ = ["QConv", "qconv"]
 
-_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE = range(9)
-_NHDR = 9
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _CO = range(10)
+_NHDR = 10
+
+
+#: taps per group (one fused block of 9 multiply-adds per 64 output channels)
+G = 9
 
 
 @jit(parallel=True)
 def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
-    """lv (N,H,W,C_in) u8; wf (kh*kw*C_in, C_out) f32 ±1; ip = header + bound + flipw;
-    fp = scale + bias."""
+    """lv (N,H,W,C_in) u8; wf (Cwo, Kp, 64) f32 ±1 (zero rows/columns past the real
+    ones, Kp = kh·kw·C_in rounded up to G); ip = header + flipw(Cwo) (int64); fp = fbound(Cwo·64) +
+    scale(C_out) + bias(C_out) (float32)."""
     nb, h, w, c_in = lv.shape
-    c_out = wf.shape[1]
+    cwo, kp, _ = wf.shape
+    c_out = ip[_CO]
     kh = ip[_KH]
     kw = ip[_KW]
     sh = ip[_SH]
@@ -45,41 +51,51 @@ def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
     h_out = ip[_HO]
     w_out = ip[_WO]
     mode = ip[_MODE]
-    bound = ip[_NHDR:_NHDR + c_out]
-    flipw = ip[_NHDR + c_out:]
-    scale = fp[:c_out]
-    bias = fp[c_out:]
+    flipw = ip[_NHDR:]
+    fbound = fp[:cwo * 64]
+    scale = fp[cwo * 64:cwo * 64 + c_out]
+    bias = fp[cwo * 64 + c_out:]
+    ng = kp // G
     for r in prange(nb * h_out):
         b = r // h_out
         y = r - b * h_out
-        acc = np.empty(c_out, dtype=np.float32)
-        v = np.empty(c_out, dtype=np.int64)
+        # levels of every window of the output row, as float32 (padding: level 0)
+        qr = np.zeros((w_out, kp), dtype=np.float32)
+        acc = np.zeros(64, dtype=np.float32)
         for xo in range(w_out):
-            acc[:] = 0
             for ky in range(kh):
                 iy = y * sh - pt + ky
                 if iy < 0 or iy >= h:
                     continue
                 for kx in range(kw):
                     ix = xo * sw - pl + kx
-                    if ix < 0 or ix >= w:
-                        continue
-                    kbase = (ky * kw + kx) * c_in
-                    for ci in range(c_in):
-                        q = np.float32(lv[b, iy, ix, ci])
-                        wrow = wf[kbase + ci]
-                        for c in range(c_out):
-                            acc[c] += q * wrow[c]
-            if mode == 1:
-                for c in range(c_out):
-                    v[c] = -np.int64(acc[c])
-                emit_threshold(v, bound, flipw, out_bits[b, y, xo], c_out)
-            elif mode == 0:
-                for c in range(c_out):
-                    out_int[b, y, xo, c] = np.int32(acc[c])
-            else:
-                for c in range(c_out):
-                    out_real[b, y, xo, c] = acc[c] * scale[c] + bias[c]
+                    if ix >= 0 and ix < w:
+                        k0 = (ky * kw + kx) * c_in
+                        for ci in range(c_in):
+                            qr[xo, k0 + ci] = np.float32(lv[b, iy, ix, ci])
+        for ob in range(cwo):
+            wb = wf[ob]
+            lo = ob * 64
+            for xo in range(w_out):
+                qv = qr[xo]
+                for g in range(ng - 1):
+                    k = g * G
+                    fblock_sum9(wb, k, acc, g > 0, qv[k], qv[k + 1], qv[k + 2], qv[k + 3],
+                                qv[k + 4], qv[k + 5], qv[k + 6], qv[k + 7], qv[k + 8])
+                k = (ng - 1) * G
+                if mode == 1:
+                    word = fblock_thresh9(wb, k, acc, ng > 1, fbound, lo, qv[k], qv[k + 1],
+                                          qv[k + 2], qv[k + 3], qv[k + 4], qv[k + 5],
+                                          qv[k + 6], qv[k + 7], qv[k + 8])
+                    out_bits[b, y, xo, ob] = np.uint64(word ^ flipw[ob])
+                else:
+                    fblock_sum9(wb, k, acc, ng > 1, qv[k], qv[k + 1], qv[k + 2], qv[k + 3],
+                                qv[k + 4], qv[k + 5], qv[k + 6], qv[k + 7], qv[k + 8])
+                    for j in range(min(64, c_out - lo)):
+                        if mode == 0:
+                            out_int[b, y, xo, lo + j] = np.int32(acc[j])
+                        else:
+                            out_real[b, y, xo, lo + j] = acc[j] * scale[lo + j] + bias[lo + j]
 
 
 class QConv:
@@ -122,20 +138,34 @@ class QConv:
         self.padding = padding
         self.output = output
         wv = unpack_signs(weight, in_channels).astype(np.float32)      # (C_out, kh, kw, C_in)
-        self.wf = np.ascontiguousarray(wv.reshape(c_out, -1).T)
+        k = kh * kw * in_channels
+        kp = -(-k // G) * G
+        cwo = n_words(c_out)
+        wf = np.zeros((kp, cwo * 64), np.float32)        # zero rows/columns add nothing
+        wf[:k, :c_out] = wv.reshape(c_out, k).T
+        self.wf = np.ascontiguousarray(wf.reshape(kp, cwo, 64).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
-        hdr[_MODE] = MODES[output]
+        hdr[_MODE], hdr[_CO] = MODES[output], c_out
+        # threshold: the output bit is set (−1) iff thresh_sign·dot < thresh, i.e.
+        # dot < t (sign +1) or dot > −t (sign −1). With flip words as in bconv:
+        # bit = (dot < fb) XOR flip, fb = t (sign +1) or 1 − t (sign −1), because
+        # dot > −t ⟺ not(dot < 1 − t) for integers. |dot| < 2**24, so rounding fb to
+        # float32 never changes a comparison (a bound that rounds is beyond any dot).
+        fbound = np.full(cwo * 64, np.float32(-(2.0**31)), np.float32)   # padded: never set
+        flipw = np.zeros(cwo, np.uint64)
         if output == "threshold":
-            bound, flipw = threshold_bounds(thresh, thresh_sign, -1, 0)
-        else:
-            bound, flipw = np.zeros(c_out, np.int64), np.zeros(n_words(c_out), np.int64)
+            t = np.asarray(thresh, np.int64)
+            sgn = np.asarray(thresh_sign, np.int64)
+            fbound[:c_out] = np.where(sgn > 0, t, 1 - t).astype(np.float32)
+            for c in np.nonzero(sgn < 0)[0]:
+                flipw[c // 64] |= np.uint64(1) << np.uint64(c % 64)
+        self.flipw = flipw
         self._hdr = hdr
-        self._tail = np.concatenate([bound, flipw])
-        if output == "affine":
-            self.fp = np.concatenate([np.asarray(scale, np.float32), np.asarray(bias, np.float32)])
-        else:
-            self.fp = np.zeros(2 * c_out, np.float32)
+        self._tail = flipw.view(np.int64)
+        scale = np.zeros(c_out, np.float32) if scale is None else np.asarray(scale, np.float32)
+        bias = np.zeros(c_out, np.float32) if bias is None else np.asarray(bias, np.float32)
+        self.fp = np.concatenate([fbound, scale, bias]).astype(np.float32)
         self._ip_cache = {}
 
     def out_hw(self, h, w):
