@@ -98,7 +98,7 @@ def _block_popsum(context, builder, sig, args):
                                            "llvm.ctpop.v64i64")
     zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), 64), None)
     for i, xv in enumerate(xs):
-        row = builder.mul(builder.add(k, ir.Constant(k.type, i)), ir.Constant(k.type, 64))
+        row = builder.add(k, ir.Constant(k.type, 64 * i))
         w = _load_v64(context, builder, wbty, args[0], row)
         xb = builder.insert_element(ir.Constant(_V64, ir.Undefined), xv, ir.Constant(ir.IntType(32), 0))
         xb = builder.shuffle_vector(xb, ir.Constant(_V64, ir.Undefined), zero_mask)
@@ -108,7 +108,7 @@ def _block_popsum(context, builder, sig, args):
 
 
 def _block_sig(wb, k, acc, x):
-    ok = (isinstance(wb, types.Array) and wb.ndim == 2 and wb.layout == "C" and wb.dtype == types.uint64
+    ok = (isinstance(wb, types.Array) and wb.layout == "C" and wb.dtype == types.uint64
           and isinstance(k, types.Integer) and isinstance(acc, types.Array) and acc.layout == "C"
           and acc.dtype == types.int64 and all(t == types.uint64 for t in x))
     return ok
@@ -116,10 +116,10 @@ def _block_sig(wb, k, acc, x):
 
 @intrinsic
 def block_sum9(typingctx, wb, k, acc, add, x0, x1, x2, x3, x4, x5, x6, x7, x8):
-    """``acc[0:64] = (acc[0:64] if add else 0) + Σ_i popcount(x_i XOR wb[k+i, 0:64])``.
-
-    ``wb`` is a ``(Kp, 64)`` uint64 block of re-tiled weights, ``acc`` an int64 array
-    of at least 64 elements, ``add`` a literal-free bool. Written as explicit
+    """``acc[0:64] = (acc[0:64] if add else 0) + Σ_i popcount(x_i XOR row_i)``, where
+    ``row_i`` is the 64 words of the C-contiguous uint64 array ``wb`` starting at flat
+    element ``k + 64·i`` (a ``(..., Kp, 64)`` array of re-tiled weight blocks).
+    ``acc`` is an int64 array of at least 64 elements, ``add`` a runtime bool. Written as explicit
     ``<64 x i64>`` vector code (8 zmm registers per value): no loop, so no runtime
     alias checks, and every operand stays in registers.
     """
@@ -184,7 +184,7 @@ def _block_fma(context, builder, sig, args):
     total = builder.select(args[3], old, ir.Constant(_F64, None))
     zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), 64), None)
     for i, q in enumerate(args[-9:]):
-        row = builder.mul(builder.add(k, ir.Constant(k.type, i)), ir.Constant(k.type, 64))
+        row = builder.add(k, ir.Constant(k.type, 64 * i))
         w = _load_f64(context, builder, wbty, args[0], row)
         qb = builder.insert_element(ir.Constant(_F64, ir.Undefined), q, ir.Constant(ir.IntType(32), 0))
         qb = builder.shuffle_vector(qb, ir.Constant(_F64, ir.Undefined), zero_mask)
@@ -193,7 +193,7 @@ def _block_fma(context, builder, sig, args):
 
 
 def _fblock_sig(wb, k, acc, add, q):
-    return (isinstance(wb, types.Array) and wb.ndim == 2 and wb.layout == "C" and wb.dtype == types.float32
+    return (isinstance(wb, types.Array) and wb.layout == "C" and wb.dtype == types.float32
             and isinstance(k, types.Integer) and isinstance(acc, types.Array) and acc.layout == "C"
             and acc.dtype == types.float32 and isinstance(add, types.Boolean)
             and all(t == types.float32 for t in q))

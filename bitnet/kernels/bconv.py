@@ -53,6 +53,66 @@ def _s9(wt, k, c, x0, x1, x2, x3, x4, x5, x6, x7, x8):
             + popcount(x8 ^ wt[k + 8, c]))
 
 
+# The per-row loops live in small functions of their own: compiled inside the big
+# parallel kernel, the same loops ran ~40% slower (register pressure of the whole
+# kernel around the 8-zmm vector values).
+
+
+@jit()
+def _row_threshold(xr, wt, ob, ng, acc, bound, flip, out_row):
+    """Threshold outputs of one row for output word ``ob``: ``out_row[xo, ob]``.
+
+    The accumulate flags of the block intrinsics are constants in every call (a
+    runtime flag cost ~40%), hence the separate one-group and many-group loops.
+    """
+    kp = wt.shape[1]
+    base = ob * kp * 64
+    lo = ob * 64
+    if ng == 1:
+        for xo in range(xr.shape[0]):
+            # bit j set iff v_j > bound (padded channels: bound = int64 max)
+            word = block_thresh9(wt, base, acc, False, bound, lo, xr[xo, 0], xr[xo, 1],
+                                 xr[xo, 2], xr[xo, 3], xr[xo, 4], xr[xo, 5], xr[xo, 6],
+                                 xr[xo, 7], xr[xo, 8])
+            out_row[xo, ob] = np.uint64(word ^ flip)
+        return
+    k = (ng - 1) * G
+    for xo in range(xr.shape[0]):
+        block_sum9(wt, base, acc, False, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
+                   xr[xo, 4], xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
+        for g in range(1, ng - 1):
+            kg = g * G
+            block_sum9(wt, base + kg * 64, acc, True, xr[xo, kg], xr[xo, kg + 1],
+                       xr[xo, kg + 2], xr[xo, kg + 3], xr[xo, kg + 4], xr[xo, kg + 5],
+                       xr[xo, kg + 6], xr[xo, kg + 7], xr[xo, kg + 8])
+        word = block_thresh9(wt, base + k * 64, acc, True, bound, lo, xr[xo, k],
+                             xr[xo, k + 1], xr[xo, k + 2], xr[xo, k + 3], xr[xo, k + 4],
+                             xr[xo, k + 5], xr[xo, k + 6], xr[xo, k + 7], xr[xo, k + 8])
+        out_row[xo, ob] = np.uint64(word ^ flip)
+
+
+@jit()
+def _row_dot(xr, wt, ob, ng, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out):
+    """int (mode 0) or affine (mode 2) outputs of one row for channels ``64·ob ...``."""
+    kp = wt.shape[1]
+    base = ob * kp * 64
+    lo = ob * 64
+    for xo in range(xr.shape[0]):
+        block_sum9(wt, base, acc, False, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
+                   xr[xo, 4], xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
+        for g in range(1, ng):
+            kg = g * G
+            block_sum9(wt, base + kg * 64, acc, True, xr[xo, kg], xr[xo, kg + 1],
+                       xr[xo, kg + 2], xr[xo, kg + 3], xr[xo, kg + 4], xr[xo, kg + 5],
+                       xr[xo, kg + 6], xr[xo, kg + 7], xr[xo, kg + 8])
+        if mode == 0:
+            for j in range(min(64, c_out - lo)):
+                out_int[b, y, xo, lo + j] = np.int32(n - 2 * acc[j])
+        else:
+            for j in range(min(64, c_out - lo)):
+                out_real[b, y, xo, lo + j] = np.float32(n - 2 * acc[j]) * scale[lo + j] + bias[lo + j]
+
+
 @jit(parallel=True)
 def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
     """Binary conv of one batch; see the module docstring for the layout.
@@ -87,44 +147,27 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
         # zero words; the tail past kh·kw·Cw stays zero)
         xr = np.zeros((w_out, kp), dtype=np.uint64)
         acc = np.zeros(64, dtype=np.int64)
-        for xo in range(w_out):
-            for ky in range(kh):
-                iy = y * sh - pt + ky
-                if iy < 0 or iy >= h:
-                    continue
-                for kx in range(kw):
-                    ix = xo * sw - pl + kx
-                    if ix >= 0 and ix < w:
-                        k0 = (ky * kw + kx) * cw_in
-                        for cw in range(cw_in):
-                            xr[xo, k0 + cw] = x[b, iy, ix, cw]
+        # (loop order: the innermost loop runs over the row's pixels, a long trip
+        # count; an innermost loop over 1-4 words made LLVM emit vector preambles with
+        # alias checks per pixel and tap, which cost more than the convolution)
+        for ky in range(kh):
+            iy = y * sh - pt + ky
+            if iy < 0 or iy >= h:
+                continue
+            for kx in range(kw):
+                # pixels whose input column xo·sw − pl + kx lies inside [0, w)
+                x_lo = max(0, -((kx - pl) // sw))
+                x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
+                for cw in range(cw_in):
+                    k = (ky * kw + kx) * cw_in + cw
+                    for xo in range(x_lo, x_hi):
+                        xr[xo, k] = x[b, iy, xo * sw - pl + kx, cw]
         # one 64-channel block of weights at a time (Kp·512 bytes: L1-resident)
         for ob in range(cwo):
-            wb = wt[ob]
-            lo = ob * 64
-            for xo in range(w_out):
-                xv = xr[xo]
-                # all groups but the last accumulate popcounts into acc
-                for g in range(ng - 1):
-                    k = g * G
-                    block_sum9(wb, k, acc, g > 0, xv[k], xv[k + 1], xv[k + 2], xv[k + 3],
-                               xv[k + 4], xv[k + 5], xv[k + 6], xv[k + 7], xv[k + 8])
-                # the last group is fused with the output transform
-                k = (ng - 1) * G
-                if mode == 1:
-                    # bit j set iff v_j > bound (padded channels: bound = int64 max)
-                    word = block_thresh9(wb, k, acc, ng > 1, bound, lo, xv[k], xv[k + 1],
-                                         xv[k + 2], xv[k + 3], xv[k + 4], xv[k + 5],
-                                         xv[k + 6], xv[k + 7], xv[k + 8])
-                    out_bits[b, y, xo, ob] = np.uint64(word ^ flipw[ob])
-                else:
-                    block_sum9(wb, k, acc, ng > 1, xv[k], xv[k + 1], xv[k + 2], xv[k + 3],
-                               xv[k + 4], xv[k + 5], xv[k + 6], xv[k + 7], xv[k + 8])
-                    for j in range(min(64, c_out - lo)):
-                        if mode == 0:
-                            out_int[b, y, xo, lo + j] = np.int32(n - 2 * acc[j])
-                        else:
-                            out_real[b, y, xo, lo + j] = np.float32(n - 2 * acc[j]) * scale[lo + j] + bias[lo + j]
+            if mode == 1:
+                _row_threshold(xr, wt, ob, ng, acc, bound, flipw[ob], out_bits[b, y])
+            else:
+                _row_dot(xr, wt, ob, ng, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out)
 
 _EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
 _EMPTY_I32 = np.zeros((0, 0, 0, 0), np.int32)

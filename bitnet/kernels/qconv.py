@@ -34,6 +34,56 @@ _NHDR = 10
 G = 9
 
 
+@jit()
+def _row_threshold(qr, wf, ob, ng, acc, fbound, flip, out_row):
+    """Threshold outputs of one row for output word ``ob`` (see bconv for why the
+    flags are constants and the helpers small)."""
+    kp = wf.shape[1]
+    base = ob * kp * 64
+    lo = ob * 64
+    if ng == 1:
+        for xo in range(qr.shape[0]):
+            word = fblock_thresh9(wf, base, acc, False, fbound, lo, qr[xo, 0], qr[xo, 1],
+                                  qr[xo, 2], qr[xo, 3], qr[xo, 4], qr[xo, 5], qr[xo, 6],
+                                  qr[xo, 7], qr[xo, 8])
+            out_row[xo, ob] = np.uint64(word ^ flip)
+        return
+    k = (ng - 1) * G
+    for xo in range(qr.shape[0]):
+        fblock_sum9(wf, base, acc, False, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
+                    qr[xo, 4], qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
+        for g in range(1, ng - 1):
+            kg = g * G
+            fblock_sum9(wf, base + kg * 64, acc, True, qr[xo, kg], qr[xo, kg + 1],
+                        qr[xo, kg + 2], qr[xo, kg + 3], qr[xo, kg + 4], qr[xo, kg + 5],
+                        qr[xo, kg + 6], qr[xo, kg + 7], qr[xo, kg + 8])
+        word = fblock_thresh9(wf, base + k * 64, acc, True, fbound, lo, qr[xo, k],
+                              qr[xo, k + 1], qr[xo, k + 2], qr[xo, k + 3], qr[xo, k + 4],
+                              qr[xo, k + 5], qr[xo, k + 6], qr[xo, k + 7], qr[xo, k + 8])
+        out_row[xo, ob] = np.uint64(word ^ flip)
+
+
+@jit()
+def _row_dot(qr, wf, ob, ng, acc, mode, scale, bias, out_int, out_real, b, y, c_out):
+    kp = wf.shape[1]
+    base = ob * kp * 64
+    lo = ob * 64
+    for xo in range(qr.shape[0]):
+        fblock_sum9(wf, base, acc, False, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
+                    qr[xo, 4], qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
+        for g in range(1, ng):
+            kg = g * G
+            fblock_sum9(wf, base + kg * 64, acc, True, qr[xo, kg], qr[xo, kg + 1],
+                        qr[xo, kg + 2], qr[xo, kg + 3], qr[xo, kg + 4], qr[xo, kg + 5],
+                        qr[xo, kg + 6], qr[xo, kg + 7], qr[xo, kg + 8])
+        if mode == 0:
+            for j in range(min(64, c_out - lo)):
+                out_int[b, y, xo, lo + j] = np.int32(acc[j])
+        else:
+            for j in range(min(64, c_out - lo)):
+                out_real[b, y, xo, lo + j] = acc[j] * scale[lo + j] + bias[lo + j]
+
+
 @jit(parallel=True)
 def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
     """lv (N,H,W,C_in) u8; wf (Cwo, Kp, 64) f32 ±1 (zero rows/columns past the real
@@ -62,41 +112,23 @@ def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
         # levels of every window of the output row, as float32 (padding: level 0)
         qr = np.zeros((w_out, kp), dtype=np.float32)
         acc = np.zeros(64, dtype=np.float32)
-        for xo in range(w_out):
-            for ky in range(kh):
-                iy = y * sh - pt + ky
-                if iy < 0 or iy >= h:
-                    continue
-                for kx in range(kw):
-                    ix = xo * sw - pl + kx
-                    if ix >= 0 and ix < w:
-                        k0 = (ky * kw + kx) * c_in
-                        for ci in range(c_in):
-                            qr[xo, k0 + ci] = np.float32(lv[b, iy, ix, ci])
+        # (innermost loop over the row's pixels: see the gather in bconv)
+        for ky in range(kh):
+            iy = y * sh - pt + ky
+            if iy < 0 or iy >= h:
+                continue
+            for kx in range(kw):
+                x_lo = max(0, -((kx - pl) // sw))
+                x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
+                for ci in range(c_in):
+                    k = (ky * kw + kx) * c_in + ci
+                    for xo in range(x_lo, x_hi):
+                        qr[xo, k] = np.float32(lv[b, iy, xo * sw - pl + kx, ci])
         for ob in range(cwo):
-            wb = wf[ob]
-            lo = ob * 64
-            for xo in range(w_out):
-                qv = qr[xo]
-                for g in range(ng - 1):
-                    k = g * G
-                    fblock_sum9(wb, k, acc, g > 0, qv[k], qv[k + 1], qv[k + 2], qv[k + 3],
-                                qv[k + 4], qv[k + 5], qv[k + 6], qv[k + 7], qv[k + 8])
-                k = (ng - 1) * G
-                if mode == 1:
-                    word = fblock_thresh9(wb, k, acc, ng > 1, fbound, lo, qv[k], qv[k + 1],
-                                          qv[k + 2], qv[k + 3], qv[k + 4], qv[k + 5],
-                                          qv[k + 6], qv[k + 7], qv[k + 8])
-                    out_bits[b, y, xo, ob] = np.uint64(word ^ flipw[ob])
-                else:
-                    fblock_sum9(wb, k, acc, ng > 1, qv[k], qv[k + 1], qv[k + 2], qv[k + 3],
-                                qv[k + 4], qv[k + 5], qv[k + 6], qv[k + 7], qv[k + 8])
-                    for j in range(min(64, c_out - lo)):
-                        if mode == 0:
-                            out_int[b, y, xo, lo + j] = np.int32(acc[j])
-                        else:
-                            out_real[b, y, xo, lo + j] = acc[j] * scale[lo + j] + bias[lo + j]
-
+            if mode == 1:
+                _row_threshold(qr, wf, ob, ng, acc, fbound, flipw[ob], out_bits[b, y])
+            else:
+                _row_dot(qr, wf, ob, ng, acc, mode, scale, bias, out_int, out_real, b, y, c_out)
 
 class QConv:
     """A prepared first layer: uint8 levels ``(N, H, W, C_in)`` → int / bits / real.
