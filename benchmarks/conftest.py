@@ -182,3 +182,27 @@ def bench(benchmark):
         return benchmark(fn, *args)
 
     return run
+
+
+# ----------------------------------------------------------------------------- skips
+# Benchmarks that could not run (a peer or a piece of bitnet missing) are skipped with a
+# reason; pytest-benchmark's JSON does not keep them, so they go beside it, in
+# ``<json>.skipped.json``, where ``benchmarks/report.py`` lists them.
+
+_SKIPPED: list[dict] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.when in ("setup", "call"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPPED.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: ")})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import json
+
+    fh = session.config.getoption("benchmark_json", None)
+    path = getattr(fh, "name", None)
+    if path:
+        with open(str(path) + ".skipped.json", "w") as out:
+            json.dump(_SKIPPED, out, indent=1)

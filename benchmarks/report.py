@@ -93,7 +93,11 @@ def _guess(bench: dict, key: str):
 
 
 def load_rows(path: Path) -> tuple[dict, list[dict]]:
-    data = json.loads(path.read_text())
+    text = path.read_text()
+    if not text.strip():
+        sys.exit(f"report: {path} is empty (runs with --benchmark-disable, or where every benchmark "
+                 "was skipped, time nothing and write no data)")
+    data = json.loads(text)
     rows = []
     for b in data.get("benchmarks", []):
         info = dict(b.get("extra_info") or {})
@@ -469,6 +473,13 @@ def build_report(json_path: Path, out_dir: Path) -> Path:
                 "(row, peer) pairs that have a bitnet median (PyTorch float32, PyTorch binarized, "
                 "ONNX Runtime float32; librosa for the frontend)."]
     slow += unpaired_lines(idx)
+    skipped_path = Path(str(json_path) + ".skipped.json")
+    skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else []
+    by_reason = defaultdict(list)
+    for s in skipped:
+        by_reason[s["reason"]].append(s["test"].split("::")[-1])
+    skipped_md = [f"- {len(tests)} skipped ({', '.join(tests[:4])}{', …' if len(tests) > 4 else ''}): {reason}"
+                  for reason, tests in by_reason.items()]
     startup_table, goals = section_startup(idx)
     loads = [r["info"]["loadavg_1min"] for r in rows if "loadavg_1min" in r["info"]]
     md = [
@@ -523,6 +534,11 @@ def build_report(json_path: Path, out_dir: Path) -> Path:
         *goals,
         *([""] if goals else []),
         *(["![startup](startup.png)", ""] if charts["startup"] else []),
+        "## Not measured in this run",
+        "",
+        *(skipped_md or ["Nothing was skipped." if skipped_path.is_file() else
+                         f"(no `{skipped_path.name}` beside the JSON, so skips are unknown)"]),
+        "",
         "## Machine and versions",
         "",
         *machine_section(data),
