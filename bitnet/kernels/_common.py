@@ -1,4 +1,11 @@
-"""Pieces shared by the Numba kernels: the popcount intrinsic and the threshold emitter.
+"""Pieces shared by the Numba kernels: popcount and the block intrinsics.
+
+The hot loops of the convolutions are written as explicit LLVM vector code (numba
+``@intrinsic``): one call handles one pixel × one block of ``L`` output channels
+(``L`` = 16, 32 or 64, chosen per layer from C_out) × one group of ``G = 9`` input words
+(or first-layer taps). Written this way the operands stay in zmm registers, there is
+no loop for LLVM to guard with runtime alias checks, and the 64 threshold decisions of
+a block become one output word through ``vpcmpq`` → mask registers (``kunpck``).
 
 Nothing here runs at ``import bitnet``: kernel modules are imported lazily.
 """
@@ -46,215 +53,274 @@ def popcount(typingctx, x):
     return types.int64(types.uint64), codegen
 
 
-@intrinsic
-def signbits64(typingctx, arr, start):
-    """Bit ``j`` of the int64 result = sign bit of ``arr[start + j]``, ``j < 64``.
+I64 = ir.IntType(64)
+I32 = ir.IntType(32)
+F32 = ir.FloatType()
+#: block widths the intrinsics are compiled for (the ``lanes`` argument picks one at
+#: run time; LLVM unswitches the loops around them)
+LANES = (16, 32, 64)
 
-    ``arr`` is a C-contiguous int64 array with at least ``start + 64`` elements (not
-    checked). LLVM lowers the ``<64 x i64>`` compare-with-zero and the ``<64 x i1>`` →
-    ``i64`` bitcast to 8 ``vpmovq2m`` and mask unpacks: a handful of instructions to
-    pack 64 threshold decisions into one output word.
-    """
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.layout == "C"
-            and isinstance(start, types.Integer)):
+
+def _ptr(context, builder, aryty, aryval, index, vty):
+    """Pointer to a ``vty`` vector at flat element ``index`` of a C-contiguous array."""
+    ary = context.make_array(aryty)(context, builder, aryval)
+    return builder.bitcast(builder.gep(ary.data, [index]), vty.as_pointer())
+
+
+def _load(context, builder, aryty, aryval, index, vty):
+    return builder.load(_ptr(context, builder, aryty, aryval, index, vty), align=4)
+
+
+def _bcast(builder, val, vty):
+    v = builder.insert_element(ir.Constant(vty, ir.Undefined), val, ir.Constant(I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined),
+                                  ir.Constant(ir.VectorType(I32, vty.count), None))
+
+
+def _intp(context, builder, val, ty):
+    return context.cast(builder, val, ty, types.intp)
+
+
+def _by_lanes(context, builder, lanes_val, lanes_ty, emit, ret=None):
+    """Emit ``emit(L)`` for each L in LANES behind a switch on the runtime ``lanes``."""
+    lanes = _intp(context, builder, lanes_val, lanes_ty)
+    fn = builder.function
+    end = fn.append_basic_block("lanes.end")
+    blocks = {L: fn.append_basic_block(f"lanes.{L}") for L in LANES}
+    sw = builder.switch(lanes, blocks[64])
+    for L in (16, 32):
+        sw.add_case(ir.Constant(lanes.type, L), blocks[L])
+    incoming = []
+    for L in LANES:
+        builder.position_at_end(blocks[L])
+        val = emit(L)
+        incoming.append((val, builder.block))
+        builder.branch(end)
+    builder.position_at_end(end)
+    if ret is None:
         return None
-
-    def codegen(context, builder, signature, args):
-        _prefer_512(builder.function)
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        start = context.cast(builder, args[1], signature.args[1], types.intp)
-        ptr = builder.gep(ary.data, [start])
-        vty = ir.VectorType(ir.IntType(64), 64)
-        vec = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=8)
-        neg = builder.icmp_signed("<", vec, ir.Constant(vty, None))
-        return builder.bitcast(neg, ir.IntType(64))
-
-    return types.int64(arr, start), codegen
+    phi = builder.phi(ret)
+    for val, bb in incoming:
+        phi.add_incoming(val, bb)
+    return phi
 
 
-_V64 = ir.VectorType(ir.IntType(64), 64)
-
-
-def _load_v64(context, builder, aryty, ary_val, index):
-    """Load ``<64 x i64>`` from element ``index`` of a C-contiguous array."""
-    ary = context.make_array(aryty)(context, builder, ary_val)
-    ptr = builder.gep(ary.data, [index])
-    return builder.load(builder.bitcast(ptr, _V64.as_pointer()), align=8)
-
-
-def _store_v64(context, builder, aryty, ary_val, index, vec):
-    ary = context.make_array(aryty)(context, builder, ary_val)
-    ptr = builder.gep(ary.data, [index])
-    builder.store(vec, builder.bitcast(ptr, _V64.as_pointer()), align=8)
-
-
-def _block_popsum(context, builder, sig, args):
-    """Σ_i ctpop(x_i XOR wb[k + i, 0:64]) over G = 9 words, as a ``<64 x i64>``."""
-    wbty, kty = sig.args[0], sig.args[1]
-    k = context.cast(builder, args[1], kty, types.intp)
-    xs = args[-9:]
+def _popsum(context, builder, L, wty, wval, k, acc_ty, acc_val, add, xs):
+    """``(acc[0:L] if add else 0) + Σ_i ctpop(x_i XOR w[k + L·i : k + L·i + L])`` (<L x i64>)."""
+    vty = ir.VectorType(I64, L)
+    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]),
+                                           f"llvm.ctpop.v{L}i64")
     total = None
-    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V64, [_V64]),
-                                           "llvm.ctpop.v64i64")
-    zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), 64), None)
-    for i, xv in enumerate(xs):
-        row = builder.add(k, ir.Constant(k.type, 64 * i))
-        w = _load_v64(context, builder, wbty, args[0], row)
-        xb = builder.insert_element(ir.Constant(_V64, ir.Undefined), xv, ir.Constant(ir.IntType(32), 0))
-        xb = builder.shuffle_vector(xb, ir.Constant(_V64, ir.Undefined), zero_mask)
-        pc = builder.call(ctpop, [builder.xor(xb, w)])
+    for i, x in enumerate(xs):
+        w = _load(context, builder, wty, wval, builder.add(k, ir.Constant(k.type, L * i)), vty)
+        pc = builder.call(ctpop, [builder.xor(_bcast(builder, x, vty), w)])
         total = pc if total is None else builder.add(total, pc)
-    return total
+    old = _load(context, builder, acc_ty, acc_val, ir.Constant(I64, 0), vty)
+    return builder.add(total, builder.select(add, old, ir.Constant(vty, None)))
 
 
-def _block_sig(wb, k, acc, x):
-    ok = (isinstance(wb, types.Array) and wb.layout == "C" and wb.dtype == types.uint64
-          and isinstance(k, types.Integer) and isinstance(acc, types.Array) and acc.layout == "C"
-          and acc.dtype == types.int64 and all(t == types.uint64 for t in x))
-    return ok
+def _fmasum(context, builder, L, wty, wval, k, acc_ty, acc_val, add, qs):
+    """``(acc[0:L] if add else 0) + Σ_i q_i · w[k + L·i : ...]`` in float32 (<L x float>).
+
+    Three independent chains of three fused multiply-adds; every partial sum of the
+    first layer is an exact integer, so the association does not change the result.
+    """
+    vty = ir.VectorType(F32, L)
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                         f"llvm.fma.v{L}f32")
+    chains = []
+    for i, q in enumerate(qs):
+        w = _load(context, builder, wty, wval, builder.add(k, ir.Constant(k.type, L * i)), vty)
+        qb = _bcast(builder, q, vty)
+        if i % 3 == 0:
+            chains.append(builder.fmul(qb, w))
+        else:
+            chains[-1] = builder.call(fma, [qb, w, chains[-1]])
+    total = builder.fadd(builder.fadd(chains[0], chains[1]), chains[2])
+    old = _load(context, builder, acc_ty, acc_val, ir.Constant(I64, 0), vty)
+    return builder.fadd(total, builder.select(add, old, ir.Constant(vty, None)))
+
+
+def _is_arr(t, dtype):
+    return isinstance(t, types.Array) and t.layout == "C" and t.dtype == dtype
+
+
+def _check_common(w, k, acc, add, lanes, xs, wdt, accdt, xdt):
+    return (_is_arr(w, wdt) and isinstance(k, types.Integer) and _is_arr(acc, accdt)
+            and isinstance(add, types.Boolean) and isinstance(lanes, types.Integer)
+            and len(xs) == 9 and all(t == xdt for t in xs))
+
+
+# Argument conventions of the block intrinsics (all offsets are flat element indices):
+#   w      C-contiguous weight blocks; row i of the group starts at k + L·i
+#   acc    64-element accumulator (int64 for binary layers, float32 for the first layer)
+#   add    bool: add acc[0:L] to the group's sum (a constant at every call site)
+#   lanes  L, the block width (16, 32 or 64)
+#   x0..x8 the group's 9 input words (uint64) or levels (float32)
 
 
 @intrinsic
-def block_sum9(typingctx, wb, k, acc, add, x0, x1, x2, x3, x4, x5, x6, x7, x8):
-    """``acc[0:64] = (acc[0:64] if add else 0) + Σ_i popcount(x_i XOR row_i)``, where
-    ``row_i`` is the 64 words of the C-contiguous uint64 array ``wb`` starting at flat
-    element ``k + 64·i`` (a ``(..., Kp, 64)`` array of re-tiled weight blocks).
-    ``acc`` is an int64 array of at least 64 elements, ``add`` a runtime bool. Written as explicit
-    ``<64 x i64>`` vector code (8 zmm registers per value): no loop, so no runtime
-    alias checks, and every operand stays in registers.
-    """
+def block_sum9(typingctx, w, k, acc, add, lanes, x0, x1, x2, x3, x4, x5, x6, x7, x8):
+    """``acc[0:L] = (acc[0:L] if add else 0) + Σ_i popcount(x_i XOR w_i)``."""
     xs = (x0, x1, x2, x3, x4, x5, x6, x7, x8)
-    if not (_block_sig(wb, k, acc, xs) and isinstance(add, types.Boolean)):
+    if not _check_common(w, k, acc, add, lanes, xs, types.uint64, types.int64, types.uint64):
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        total = _block_popsum(context, builder, signature, args)
-        zero = ir.Constant(ir.IntType(64), 0)
-        old = _load_v64(context, builder, signature.args[2], args[2], zero)
-        keep = builder.select(args[3], old, ir.Constant(_V64, None))
-        _store_v64(context, builder, signature.args[2], args[2], zero, builder.add(total, keep))
+        k_ = _intp(context, builder, args[1], sig.args[1])
+
+        def emit(L):
+            v = _popsum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[5:])
+            builder.store(v, _ptr(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), v.type), align=4)
+
+        _by_lanes(context, builder, args[4], sig.args[4], emit)
         return context.get_dummy_value()
 
-    return types.none(wb, k, acc, add, *xs), codegen
+    return types.none(w, k, acc, add, lanes, *xs), codegen
 
 
 @intrinsic
-def block_thresh9(typingctx, wb, k, acc, add, bound, lo, x0, x1, x2, x3, x4, x5, x6, x7, x8):
-    """Word whose bit ``j`` is ``v_j > bound[lo + j]`` with
-    ``v = (acc[0:64] if add else 0) + Σ_i popcount(x_i XOR wb[k+i, 0:64])``."""
+def block_thresh9(typingctx, w, k, acc, add, lanes, bound, lo, x0, x1, x2, x3, x4, x5, x6, x7, x8):
+    """Word with bit ``j`` = ``v_j > bound[lo + j]`` (``j < L``), ``v`` as in block_sum9."""
     xs = (x0, x1, x2, x3, x4, x5, x6, x7, x8)
-    if not (_block_sig(wb, k, acc, xs) and isinstance(add, types.Boolean)
-            and isinstance(bound, types.Array) and bound.dtype == types.int64
-            and isinstance(lo, types.Integer)):
+    if not (_check_common(w, k, acc, add, lanes, xs, types.uint64, types.int64, types.uint64)
+            and _is_arr(bound, types.int64) and isinstance(lo, types.Integer)):
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        total = _block_popsum(context, builder, signature, args)
-        zero = ir.Constant(ir.IntType(64), 0)
-        old = _load_v64(context, builder, signature.args[2], args[2], zero)
-        keep = builder.select(args[3], old, ir.Constant(_V64, None))
-        v = builder.add(total, keep)
-        lo_ = context.cast(builder, args[5], signature.args[5], types.intp)
-        bnd = _load_v64(context, builder, signature.args[4], args[4], lo_)
-        gt = builder.icmp_signed(">", v, bnd)
-        return builder.bitcast(gt, ir.IntType(64))
+        k_ = _intp(context, builder, args[1], sig.args[1])
+        lo_ = _intp(context, builder, args[6], sig.args[6])
 
-    return types.int64(wb, k, acc, add, bound, lo, *xs), codegen
+        def emit(L):
+            v = _popsum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[7:])
+            bnd = _load(context, builder, sig.args[5], args[5], lo_, v.type)
+            bits = builder.bitcast(builder.icmp_signed(">", v, bnd), ir.IntType(L))
+            return builder.zext(bits, I64) if L < 64 else bits
 
+        return _by_lanes(context, builder, args[4], sig.args[4], emit, I64)
 
-_F64 = ir.VectorType(ir.FloatType(), 64)
-
-
-def _load_f64(context, builder, aryty, ary_val, index):
-    ary = context.make_array(aryty)(context, builder, ary_val)
-    ptr = builder.gep(ary.data, [index])
-    return builder.load(builder.bitcast(ptr, _F64.as_pointer()), align=4)
-
-
-def _block_fma(context, builder, sig, args):
-    """acc' = (acc if add else 0) + Σ_i q_i · wb[k + i, 0:64] (float32, fused multiply-add)."""
-    wbty, kty, accty = sig.args[0], sig.args[1], sig.args[2]
-    k = context.cast(builder, args[1], kty, types.intp)
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F64, [_F64, _F64, _F64]),
-                                         "llvm.fma.v64f32")
-    zero = ir.Constant(ir.IntType(64), 0)
-    old = _load_f64(context, builder, accty, args[2], zero)
-    total = builder.select(args[3], old, ir.Constant(_F64, None))
-    zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), 64), None)
-    for i, q in enumerate(args[-9:]):
-        row = builder.add(k, ir.Constant(k.type, 64 * i))
-        w = _load_f64(context, builder, wbty, args[0], row)
-        qb = builder.insert_element(ir.Constant(_F64, ir.Undefined), q, ir.Constant(ir.IntType(32), 0))
-        qb = builder.shuffle_vector(qb, ir.Constant(_F64, ir.Undefined), zero_mask)
-        total = builder.call(fma, [qb, w, total])
-    return total
-
-
-def _fblock_sig(wb, k, acc, add, q):
-    return (isinstance(wb, types.Array) and wb.layout == "C" and wb.dtype == types.float32
-            and isinstance(k, types.Integer) and isinstance(acc, types.Array) and acc.layout == "C"
-            and acc.dtype == types.float32 and isinstance(add, types.Boolean)
-            and all(t == types.float32 for t in q))
+    return types.int64(w, k, acc, add, lanes, bound, lo, *xs), codegen
 
 
 @intrinsic
-def fblock_sum9(typingctx, wb, k, acc, add, q0, q1, q2, q3, q4, q5, q6, q7, q8):
-    """``acc[0:64] = (acc if add else 0) + Σ_i q_i · wb[k+i, 0:64]`` in float32 with
-    ``llvm.fma``. Exact for the first layer (integers below ``2**24``, see qconv)."""
-    qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
-    if not _fblock_sig(wb, k, acc, add, qs):
+def block_affine9(typingctx, w, k, acc, add, lanes, n, scale, bias, lo, out, off,
+                  x0, x1, x2, x3, x4, x5, x6, x7, x8):
+    """``out[off : off+L] = float32(n − 2·v) · scale[lo:lo+L] + bias[lo:lo+L]`` (float32
+    multiply, then add: no fusion, as in the reference)."""
+    xs = (x0, x1, x2, x3, x4, x5, x6, x7, x8)
+    if not (_check_common(w, k, acc, add, lanes, xs, types.uint64, types.int64, types.uint64)
+            and isinstance(n, types.Integer) and _is_arr(scale, types.float32)
+            and _is_arr(bias, types.float32) and isinstance(lo, types.Integer)
+            and _is_arr(out, types.float32) and isinstance(off, types.Integer)):
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        total = _block_fma(context, builder, signature, args)
-        ary = context.make_array(signature.args[2])(context, builder, args[2])
-        builder.store(total, builder.bitcast(ary.data, _F64.as_pointer()), align=4)
+        k_ = _intp(context, builder, args[1], sig.args[1])
+        n_ = _intp(context, builder, args[5], sig.args[5])
+        lo_ = _intp(context, builder, args[8], sig.args[8])
+        off_ = _intp(context, builder, args[10], sig.args[10])
+
+        def emit(L):
+            v = _popsum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[11:])
+            fty = ir.VectorType(F32, L)
+            dot = builder.sub(_bcast(builder, n_, v.type), builder.shl(v, ir.Constant(v.type, [1] * L)))
+            f = builder.sitofp(dot, fty)
+            sc = _load(context, builder, sig.args[6], args[6], lo_, fty)
+            bi = _load(context, builder, sig.args[7], args[7], lo_, fty)
+            y = builder.fadd(builder.fmul(f, sc), bi)
+            builder.store(y, _ptr(context, builder, sig.args[9], args[9], off_, fty), align=4)
+
+        _by_lanes(context, builder, args[4], sig.args[4], emit)
         return context.get_dummy_value()
 
-    return types.none(wb, k, acc, add, *qs), codegen
+    return types.none(w, k, acc, add, lanes, n, scale, bias, lo, out, off, *xs), codegen
 
 
 @intrinsic
-def fblock_thresh9(typingctx, wb, k, acc, add, fbound, lo, q0, q1, q2, q3, q4, q5, q6, q7, q8):
-    """Word whose bit ``j`` is ``dot_j < fbound[lo + j]``, ``dot`` as in :func:`fblock_sum9`."""
+def fblock_sum9(typingctx, w, k, acc, add, lanes, q0, q1, q2, q3, q4, q5, q6, q7, q8):
+    """``acc[0:L] = (acc[0:L] if add else 0) + Σ_i q_i · w_i`` (float32, exact here)."""
     qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
-    if not (_fblock_sig(wb, k, acc, add, qs) and isinstance(fbound, types.Array)
-            and fbound.dtype == types.float32 and isinstance(lo, types.Integer)):
+    if not _check_common(w, k, acc, add, lanes, qs, types.float32, types.float32, types.float32):
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        total = _block_fma(context, builder, signature, args)
-        lo_ = context.cast(builder, args[5], signature.args[5], types.intp)
-        bnd = _load_f64(context, builder, signature.args[4], args[4], lo_)
-        lt = builder.fcmp_ordered("<", total, bnd)
-        return builder.bitcast(lt, ir.IntType(64))
+        k_ = _intp(context, builder, args[1], sig.args[1])
 
-    return types.int64(wb, k, acc, add, fbound, lo, *qs), codegen
+        def emit(L):
+            v = _fmasum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[5:])
+            builder.store(v, _ptr(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), v.type), align=4)
+
+        _by_lanes(context, builder, args[4], sig.args[4], emit)
+        return context.get_dummy_value()
+
+    return types.none(w, k, acc, add, lanes, *qs), codegen
 
 
-@jit()
-def emit_threshold(acc, bound, flipw, out_row, c_out):
-    """Pack threshold outputs of one pixel into ``out_row`` (``ceil(C_out/64)`` words).
+@intrinsic
+def fblock_thresh9(typingctx, w, k, acc, add, lanes, fbound, lo, q0, q1, q2, q3, q4, q5, q6, q7, q8):
+    """Word with bit ``j`` = ``dot_j < fbound[lo + j]``, ``dot`` as in fblock_sum9."""
+    qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
+    if not (_check_common(w, k, acc, add, lanes, qs, types.float32, types.float32, types.float32)
+            and _is_arr(fbound, types.float32) and isinstance(lo, types.Integer)):
+        return None
 
-    ``acc[c]`` is an int64 value ``v`` per channel and the output bit of channel ``c``
-    is ``(v > bound[c]) XOR flip[c]`` (set = −1); ``flipw`` holds the flip bits packed
-    per word (zero past the last channel, so pad bits stay zero). The layer wrappers
-    derive ``v``, ``bound`` and ``flip`` from ``thresh_sign · dot ≥ thresh`` (see
-    :func:`threshold_bounds`).
-    """
-    n_w = out_row.shape[0]
-    for ow in range(n_w):
-        lo = ow * 64
-        hi = min(lo + 64, c_out)
-        word = np.int64(0)
-        for c in range(lo, hi):
-            # sign bit of (bound - v): 1 iff v > bound
-            word |= ((bound[c] - acc[c]) >> 63 & 1) << (c - lo)
-        out_row[ow] = np.uint64(word ^ flipw[ow])
+    def codegen(context, builder, sig, args):
+        _prefer_512(builder.function)
+        k_ = _intp(context, builder, args[1], sig.args[1])
+        lo_ = _intp(context, builder, args[6], sig.args[6])
+
+        def emit(L):
+            v = _fmasum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[7:])
+            bnd = _load(context, builder, sig.args[5], args[5], lo_, v.type)
+            bits = builder.bitcast(builder.fcmp_ordered("<", v, bnd), ir.IntType(L))
+            return builder.zext(bits, I64) if L < 64 else bits
+
+        return _by_lanes(context, builder, args[4], sig.args[4], emit, I64)
+
+    return types.int64(w, k, acc, add, lanes, fbound, lo, *qs), codegen
+
+
+@intrinsic
+def fblock_affine9(typingctx, w, k, acc, add, lanes, scale, bias, lo, out, off,
+                   q0, q1, q2, q3, q4, q5, q6, q7, q8):
+    """``out[off : off+L] = dot · scale[lo:lo+L] + bias[lo:lo+L]`` (float32 multiply, add)."""
+    qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
+    if not (_check_common(w, k, acc, add, lanes, qs, types.float32, types.float32, types.float32)
+            and _is_arr(scale, types.float32) and _is_arr(bias, types.float32)
+            and isinstance(lo, types.Integer) and _is_arr(out, types.float32)
+            and isinstance(off, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _prefer_512(builder.function)
+        k_ = _intp(context, builder, args[1], sig.args[1])
+        lo_ = _intp(context, builder, args[7], sig.args[7])
+        off_ = _intp(context, builder, args[9], sig.args[9])
+
+        def emit(L):
+            v = _fmasum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[10:])
+            sc = _load(context, builder, sig.args[5], args[5], lo_, v.type)
+            bi = _load(context, builder, sig.args[6], args[6], lo_, v.type)
+            y = builder.fadd(builder.fmul(v, sc), bi)
+            builder.store(y, _ptr(context, builder, sig.args[8], args[8], off_, v.type), align=4)
+
+        _by_lanes(context, builder, args[4], sig.args[4], emit)
+        return context.get_dummy_value()
+
+    return types.none(w, k, acc, add, lanes, scale, bias, lo, out, off, *qs), codegen
+
+
+def block_width(c_out: int) -> int:
+    """Output channels per block: the smallest of 16, 32, 64 that holds ``c_out`` (64
+    for wider layers, which use several blocks)."""
+    for L in LANES:
+        if c_out <= L:
+            return L
+    return 64
 
 
 def threshold_bounds(thresh, thresh_sign, slope, offset):

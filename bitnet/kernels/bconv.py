@@ -25,7 +25,7 @@ from numba import prange
 from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words
-from ._common import block_sum9, block_thresh9, popcount, threshold_bounds
+from ._common import block_affine9, block_sum9, block_thresh9, block_width, threshold_bounds
 from .geometry import conv_geometry
 
 __all__ = ["BConv", "bconv", "bdense", "MODES"]
@@ -44,72 +44,92 @@ _NHDR = 11
 G = 9
 
 
-@jit(inline="always")
-def _s9(wt, k, c, x0, x1, x2, x3, x4, x5, x6, x7, x8):
-    return (popcount(x0 ^ wt[k, c]) + popcount(x1 ^ wt[k + 1, c])
-            + popcount(x2 ^ wt[k + 2, c]) + popcount(x3 ^ wt[k + 3, c])
-            + popcount(x4 ^ wt[k + 4, c]) + popcount(x5 ^ wt[k + 5, c])
-            + popcount(x6 ^ wt[k + 6, c]) + popcount(x7 ^ wt[k + 7, c])
-            + popcount(x8 ^ wt[k + 8, c]))
-
-
 # The per-row loops live in small functions of their own: compiled inside the big
 # parallel kernel, the same loops ran ~40% slower (register pressure of the whole
-# kernel around the 8-zmm vector values).
+# kernel around the 8-zmm vector values). The accumulate flags of the block intrinsics
+# are constants at every call site (a runtime flag cost ~40% too), hence the separate
+# one-group and many-group loops.
 
 
 @jit()
 def _row_threshold(xr, wt, ob, ng, acc, bound, flip, out_row):
-    """Threshold outputs of one row for output word ``ob``: ``out_row[xo, ob]``.
-
-    The accumulate flags of the block intrinsics are constants in every call (a
-    runtime flag cost ~40%), hence the separate one-group and many-group loops.
-    """
+    """Threshold outputs of one row for output block ``ob``: ``out_row[xo, ob]``."""
     kp = wt.shape[1]
-    base = ob * kp * 64
-    lo = ob * 64
+    L = wt.shape[2]
+    base = ob * kp * L
+    lo = ob * L
     if ng == 1:
         for xo in range(xr.shape[0]):
             # bit j set iff v_j > bound (padded channels: bound = int64 max)
-            word = block_thresh9(wt, base, acc, False, bound, lo, xr[xo, 0], xr[xo, 1],
+            word = block_thresh9(wt, base, acc, False, L, bound, lo, xr[xo, 0], xr[xo, 1],
                                  xr[xo, 2], xr[xo, 3], xr[xo, 4], xr[xo, 5], xr[xo, 6],
                                  xr[xo, 7], xr[xo, 8])
             out_row[xo, ob] = np.uint64(word ^ flip)
         return
     k = (ng - 1) * G
     for xo in range(xr.shape[0]):
-        block_sum9(wt, base, acc, False, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
+        block_sum9(wt, base, acc, False, L, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
                    xr[xo, 4], xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
         for g in range(1, ng - 1):
             kg = g * G
-            block_sum9(wt, base + kg * 64, acc, True, xr[xo, kg], xr[xo, kg + 1],
+            block_sum9(wt, base + kg * L, acc, True, L, xr[xo, kg], xr[xo, kg + 1],
                        xr[xo, kg + 2], xr[xo, kg + 3], xr[xo, kg + 4], xr[xo, kg + 5],
                        xr[xo, kg + 6], xr[xo, kg + 7], xr[xo, kg + 8])
-        word = block_thresh9(wt, base + k * 64, acc, True, bound, lo, xr[xo, k],
+        word = block_thresh9(wt, base + k * L, acc, True, L, bound, lo, xr[xo, k],
                              xr[xo, k + 1], xr[xo, k + 2], xr[xo, k + 3], xr[xo, k + 4],
                              xr[xo, k + 5], xr[xo, k + 6], xr[xo, k + 7], xr[xo, k + 8])
         out_row[xo, ob] = np.uint64(word ^ flip)
 
 
 @jit()
-def _row_dot(xr, wt, ob, ng, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out):
-    """int (mode 0) or affine (mode 2) outputs of one row for channels ``64·ob ...``."""
+def _row_affine(xr, wt, ob, ng, acc, n, scale, bias, out_real, row_off, c_out):
+    """Affine outputs of one row for block ``ob`` when the block is full
+    (``(ob+1)·L <= C_out``): stored straight from the vector registers."""
     kp = wt.shape[1]
-    base = ob * kp * 64
-    lo = ob * 64
+    L = wt.shape[2]
+    base = ob * kp * L
+    lo = ob * L
+    k = (ng - 1) * G
     for xo in range(xr.shape[0]):
-        block_sum9(wt, base, acc, False, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
+        off = row_off + xo * c_out + lo
+        if ng == 1:
+            block_affine9(wt, base, acc, False, L, n, scale, bias, lo, out_real, off,
+                          xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3], xr[xo, 4],
+                          xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
+            continue
+        block_sum9(wt, base, acc, False, L, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
+                   xr[xo, 4], xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
+        for g in range(1, ng - 1):
+            kg = g * G
+            block_sum9(wt, base + kg * L, acc, True, L, xr[xo, kg], xr[xo, kg + 1],
+                       xr[xo, kg + 2], xr[xo, kg + 3], xr[xo, kg + 4], xr[xo, kg + 5],
+                       xr[xo, kg + 6], xr[xo, kg + 7], xr[xo, kg + 8])
+        block_affine9(wt, base + k * L, acc, True, L, n, scale, bias, lo, out_real, off,
+                      xr[xo, k], xr[xo, k + 1], xr[xo, k + 2], xr[xo, k + 3], xr[xo, k + 4],
+                      xr[xo, k + 5], xr[xo, k + 6], xr[xo, k + 7], xr[xo, k + 8])
+
+
+@jit()
+def _row_dot(xr, wt, ob, ng, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out):
+    """int (mode 0) or affine (mode 2) outputs of one row for block ``ob``, channel by
+    channel (int outputs, and the last, partial block of affine outputs)."""
+    kp = wt.shape[1]
+    L = wt.shape[2]
+    base = ob * kp * L
+    lo = ob * L
+    for xo in range(xr.shape[0]):
+        block_sum9(wt, base, acc, False, L, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
                    xr[xo, 4], xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
         for g in range(1, ng):
             kg = g * G
-            block_sum9(wt, base + kg * 64, acc, True, xr[xo, kg], xr[xo, kg + 1],
+            block_sum9(wt, base + kg * L, acc, True, L, xr[xo, kg], xr[xo, kg + 1],
                        xr[xo, kg + 2], xr[xo, kg + 3], xr[xo, kg + 4], xr[xo, kg + 5],
                        xr[xo, kg + 6], xr[xo, kg + 7], xr[xo, kg + 8])
         if mode == 0:
-            for j in range(min(64, c_out - lo)):
+            for j in range(min(L, c_out - lo)):
                 out_int[b, y, xo, lo + j] = np.int32(n - 2 * acc[j])
         else:
-            for j in range(min(64, c_out - lo)):
+            for j in range(min(L, c_out - lo)):
                 out_real[b, y, xo, lo + j] = np.float32(n - 2 * acc[j]) * scale[lo + j] + bias[lo + j]
 
 
@@ -117,13 +137,14 @@ def _row_dot(xr, wt, ob, ng, acc, mode, n, scale, bias, out_int, out_real, b, y,
 def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
     """Binary conv of one batch; see the module docstring for the layout.
 
-    x (N,H,W,Cw) u64; wt (Cwo, Kp, 64) u64: 64-output-channel blocks of the re-tiled
-    weights, Kp = kh·kw·Cw rounded up to G, zero rows and zero columns past the real
-    ones; ip = header + bound(Cwo·64) + flipw(Cwo) (int64); fp = scale + bias
-    (float32, C_out each); exactly one of the three outputs is used (by mode).
+    x (N,H,W,Cw) u64; wt (nblk, Kp, L) u64: blocks of L output channels of the
+    re-tiled weights (L = 16, 32 or 64), Kp = kh·kw·Cw rounded up to G, zero rows and
+    columns past the real ones; ip = header + bound(nblk·L) + flipw(ceil(C_out/64))
+    (int64); fp = scale(nblk·L) + bias(nblk·L) (float32, zero-padded); exactly one of
+    the three outputs is used (by mode).
     """
     nb, h, w, cw_in = x.shape
-    cwo, kp, _ = wt.shape
+    nblk, kp, L = wt.shape
     c_out = ip[_CO]
     kh = ip[_KH]
     kw = ip[_KW]
@@ -135,10 +156,10 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
     w_out = ip[_WO]
     mode = ip[_MODE]
     n = ip[_N]
-    bound = ip[_NHDR:_NHDR + cwo * 64]
-    flipw = ip[_NHDR + cwo * 64:]
-    scale = fp[:c_out]
-    bias = fp[c_out:]
+    bound = ip[_NHDR:_NHDR + nblk * L]
+    flipw = ip[_NHDR + nblk * L:]
+    scale = fp[:nblk * L]
+    bias = fp[nblk * L:]
     ng = kp // G
     for r in prange(nb * h_out):
         b = r // h_out
@@ -162,12 +183,15 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
                     k = (ky * kw + kx) * cw_in + cw
                     for xo in range(x_lo, x_hi):
                         xr[xo, k] = x[b, iy, xo * sw - pl + kx, cw]
-        # one 64-channel block of weights at a time (Kp·512 bytes: L1-resident)
-        for ob in range(cwo):
+        # one block of weights at a time (Kp·L words: L1-resident)
+        for ob in range(nblk):
             if mode == 1:
                 _row_threshold(xr, wt, ob, ng, acc, bound, flipw[ob], out_bits[b, y])
+            elif mode == 2 and (ob + 1) * L <= c_out:
+                _row_affine(xr, wt, ob, ng, acc, n, scale, bias, out_real, r * w_out * c_out, c_out)
             else:
                 _row_dot(xr, wt, ob, ng, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out)
+
 
 _EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
 _EMPTY_I32 = np.zeros((0, 0, 0, 0), np.int32)
@@ -241,10 +265,12 @@ class BConv:
         self.n = kh * kw * self.in_channels
         k = kh * kw * cw
         kp = -(-k // G) * G
-        cp = n_words(c_out) * 64
+        L = block_width(c_out)
+        nblk = -(-c_out // L)
+        cp = nblk * L
         wt = np.zeros((kp, cp), np.uint64)          # zero rows past k pair with zero words
         wt[:k, :c_out] = weight.reshape(c_out, k).T
-        self.wt = np.ascontiguousarray(wt.reshape(kp, cp // 64, 64).transpose(1, 0, 2))
+        self.wt = np.ascontiguousarray(wt.reshape(kp, nblk, L).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
         hdr[_MODE], hdr[_N], hdr[_CO] = MODES[output], self.n, c_out
@@ -254,10 +280,10 @@ class BConv:
             bound[:c_out], flipw = threshold_bounds(thresh, thresh_sign, -2, self.n)
         self._hdr = hdr
         self._tail = np.concatenate([bound, flipw])
+        self.fp = np.zeros(2 * cp, np.float32)
         if output == "affine":
-            self.fp = np.concatenate([np.asarray(scale, np.float32), np.asarray(bias, np.float32)])
-        else:
-            self.fp = np.zeros(2 * c_out, np.float32)
+            self.fp[:c_out] = scale
+            self.fp[cp:cp + c_out] = bias
         self._ip_cache = {}
 
     def out_hw(self, h, w):

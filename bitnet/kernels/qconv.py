@@ -20,7 +20,7 @@ from numba import prange
 from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
-from ._common import fblock_sum9, fblock_thresh9
+from ._common import block_width, fblock_affine9, fblock_sum9, fblock_thresh9
 from .bconv import MODES, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64, _check_output_tensors
 from .geometry import conv_geometry
 
@@ -36,61 +36,91 @@ G = 9
 
 @jit()
 def _row_threshold(qr, wf, ob, ng, acc, fbound, flip, out_row):
-    """Threshold outputs of one row for output word ``ob`` (see bconv for why the
-    flags are constants and the helpers small)."""
+    """Threshold outputs of one row for output block ``ob`` (see bconv for why the
+    accumulate flags are constants and the helpers small)."""
     kp = wf.shape[1]
-    base = ob * kp * 64
-    lo = ob * 64
+    L = wf.shape[2]
+    base = ob * kp * L
+    lo = ob * L
     if ng == 1:
         for xo in range(qr.shape[0]):
-            word = fblock_thresh9(wf, base, acc, False, fbound, lo, qr[xo, 0], qr[xo, 1],
+            word = fblock_thresh9(wf, base, acc, False, L, fbound, lo, qr[xo, 0], qr[xo, 1],
                                   qr[xo, 2], qr[xo, 3], qr[xo, 4], qr[xo, 5], qr[xo, 6],
                                   qr[xo, 7], qr[xo, 8])
             out_row[xo, ob] = np.uint64(word ^ flip)
         return
     k = (ng - 1) * G
     for xo in range(qr.shape[0]):
-        fblock_sum9(wf, base, acc, False, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
+        fblock_sum9(wf, base, acc, False, L, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
                     qr[xo, 4], qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
         for g in range(1, ng - 1):
             kg = g * G
-            fblock_sum9(wf, base + kg * 64, acc, True, qr[xo, kg], qr[xo, kg + 1],
+            fblock_sum9(wf, base + kg * L, acc, True, L, qr[xo, kg], qr[xo, kg + 1],
                         qr[xo, kg + 2], qr[xo, kg + 3], qr[xo, kg + 4], qr[xo, kg + 5],
                         qr[xo, kg + 6], qr[xo, kg + 7], qr[xo, kg + 8])
-        word = fblock_thresh9(wf, base + k * 64, acc, True, fbound, lo, qr[xo, k],
+        word = fblock_thresh9(wf, base + k * L, acc, True, L, fbound, lo, qr[xo, k],
                               qr[xo, k + 1], qr[xo, k + 2], qr[xo, k + 3], qr[xo, k + 4],
                               qr[xo, k + 5], qr[xo, k + 6], qr[xo, k + 7], qr[xo, k + 8])
         out_row[xo, ob] = np.uint64(word ^ flip)
 
 
 @jit()
-def _row_dot(qr, wf, ob, ng, acc, mode, scale, bias, out_int, out_real, b, y, c_out):
+def _row_affine(qr, wf, ob, ng, acc, scale, bias, out_real, row_off, c_out):
+    """Affine outputs of one row for a full block ``ob`` (stored from registers)."""
     kp = wf.shape[1]
-    base = ob * kp * 64
-    lo = ob * 64
+    L = wf.shape[2]
+    base = ob * kp * L
+    lo = ob * L
+    k = (ng - 1) * G
     for xo in range(qr.shape[0]):
-        fblock_sum9(wf, base, acc, False, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
+        off = row_off + xo * c_out + lo
+        if ng == 1:
+            fblock_affine9(wf, base, acc, False, L, scale, bias, lo, out_real, off,
+                           qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3], qr[xo, 4],
+                           qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
+            continue
+        fblock_sum9(wf, base, acc, False, L, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
+                    qr[xo, 4], qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
+        for g in range(1, ng - 1):
+            kg = g * G
+            fblock_sum9(wf, base + kg * L, acc, True, L, qr[xo, kg], qr[xo, kg + 1],
+                        qr[xo, kg + 2], qr[xo, kg + 3], qr[xo, kg + 4], qr[xo, kg + 5],
+                        qr[xo, kg + 6], qr[xo, kg + 7], qr[xo, kg + 8])
+        fblock_affine9(wf, base + k * L, acc, True, L, scale, bias, lo, out_real, off,
+                       qr[xo, k], qr[xo, k + 1], qr[xo, k + 2], qr[xo, k + 3], qr[xo, k + 4],
+                       qr[xo, k + 5], qr[xo, k + 6], qr[xo, k + 7], qr[xo, k + 8])
+
+
+@jit()
+def _row_dot(qr, wf, ob, ng, acc, mode, scale, bias, out_int, out_real, b, y, c_out):
+    """int outputs (mode 0), and affine outputs of a partial last block, channel by channel."""
+    kp = wf.shape[1]
+    L = wf.shape[2]
+    base = ob * kp * L
+    lo = ob * L
+    for xo in range(qr.shape[0]):
+        fblock_sum9(wf, base, acc, False, L, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
                     qr[xo, 4], qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
         for g in range(1, ng):
             kg = g * G
-            fblock_sum9(wf, base + kg * 64, acc, True, qr[xo, kg], qr[xo, kg + 1],
+            fblock_sum9(wf, base + kg * L, acc, True, L, qr[xo, kg], qr[xo, kg + 1],
                         qr[xo, kg + 2], qr[xo, kg + 3], qr[xo, kg + 4], qr[xo, kg + 5],
                         qr[xo, kg + 6], qr[xo, kg + 7], qr[xo, kg + 8])
         if mode == 0:
-            for j in range(min(64, c_out - lo)):
+            for j in range(min(L, c_out - lo)):
                 out_int[b, y, xo, lo + j] = np.int32(acc[j])
         else:
-            for j in range(min(64, c_out - lo)):
+            for j in range(min(L, c_out - lo)):
                 out_real[b, y, xo, lo + j] = acc[j] * scale[lo + j] + bias[lo + j]
 
 
 @jit(parallel=True)
 def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
-    """lv (N,H,W,C_in) u8; wf (Cwo, Kp, 64) f32 ±1 (zero rows/columns past the real
-    ones, Kp = kh·kw·C_in rounded up to G); ip = header + flipw(Cwo) (int64); fp = fbound(Cwo·64) +
-    scale(C_out) + bias(C_out) (float32)."""
+    """lv (N,H,W,C_in) u8; wf (nblk, Kp, L) f32 ±1 (zero rows/columns past the real
+    ones, Kp = kh·kw·C_in rounded up to G); ip = header + flipw(ceil(C_out/64))
+    (int64); fp = fbound(nblk·L) + scale(nblk·L) + bias(nblk·L) (float32)."""
     nb, h, w, c_in = lv.shape
-    cwo, kp, _ = wf.shape
+    nblk, kp, L = wf.shape
     c_out = ip[_CO]
     kh = ip[_KH]
     kw = ip[_KW]
@@ -102,9 +132,10 @@ def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
     w_out = ip[_WO]
     mode = ip[_MODE]
     flipw = ip[_NHDR:]
-    fbound = fp[:cwo * 64]
-    scale = fp[cwo * 64:cwo * 64 + c_out]
-    bias = fp[cwo * 64 + c_out:]
+    cp = nblk * L
+    fbound = fp[:cp]
+    scale = fp[cp:2 * cp]
+    bias = fp[2 * cp:]
     ng = kp // G
     for r in prange(nb * h_out):
         b = r // h_out
@@ -124,11 +155,14 @@ def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
                     k = (ky * kw + kx) * c_in + ci
                     for xo in range(x_lo, x_hi):
                         qr[xo, k] = np.float32(lv[b, iy, xo * sw - pl + kx, ci])
-        for ob in range(cwo):
+        for ob in range(nblk):
             if mode == 1:
                 _row_threshold(qr, wf, ob, ng, acc, fbound, flipw[ob], out_bits[b, y])
+            elif mode == 2 and (ob + 1) * L <= c_out:
+                _row_affine(qr, wf, ob, ng, acc, scale, bias, out_real, r * w_out * c_out, c_out)
             else:
                 _row_dot(qr, wf, ob, ng, acc, mode, scale, bias, out_int, out_real, b, y, c_out)
+
 
 class QConv:
     """A prepared first layer: uint8 levels ``(N, H, W, C_in)`` → int / bits / real.
@@ -172,10 +206,12 @@ class QConv:
         wv = unpack_signs(weight, in_channels).astype(np.float32)      # (C_out, kh, kw, C_in)
         k = kh * kw * in_channels
         kp = -(-k // G) * G
-        cwo = n_words(c_out)
-        wf = np.zeros((kp, cwo * 64), np.float32)        # zero rows/columns add nothing
+        L = block_width(c_out)
+        nblk = -(-c_out // L)
+        cp = nblk * L
+        wf = np.zeros((kp, cp), np.float32)              # zero rows/columns add nothing
         wf[:k, :c_out] = wv.reshape(c_out, k).T
-        self.wf = np.ascontiguousarray(wf.reshape(kp, cwo, 64).transpose(1, 0, 2))
+        self.wf = np.ascontiguousarray(wf.reshape(kp, nblk, L).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
         hdr[_MODE], hdr[_CO] = MODES[output], c_out
@@ -184,20 +220,22 @@ class QConv:
         # bit = (dot < fb) XOR flip, fb = t (sign +1) or 1 − t (sign −1), because
         # dot > −t ⟺ not(dot < 1 − t) for integers. |dot| < 2**24, so rounding fb to
         # float32 never changes a comparison (a bound that rounds is beyond any dot).
-        fbound = np.full(cwo * 64, np.float32(-(2.0**31)), np.float32)   # padded: never set
-        flipw = np.zeros(cwo, np.uint64)
+        fbound = np.full(cp, np.float32(-(2.0**31)), np.float32)   # padded: never set
+        flipw = np.zeros(n_words(c_out), np.uint64)
         if output == "threshold":
             t = np.asarray(thresh, np.int64)
             sgn = np.asarray(thresh_sign, np.int64)
             fbound[:c_out] = np.where(sgn > 0, t, 1 - t).astype(np.float32)
             for c in np.nonzero(sgn < 0)[0]:
                 flipw[c // 64] |= np.uint64(1) << np.uint64(c % 64)
-        self.flipw = flipw
         self._hdr = hdr
         self._tail = flipw.view(np.int64)
-        scale = np.zeros(c_out, np.float32) if scale is None else np.asarray(scale, np.float32)
-        bias = np.zeros(c_out, np.float32) if bias is None else np.asarray(bias, np.float32)
-        self.fp = np.concatenate([fbound, scale, bias]).astype(np.float32)
+        sc = np.zeros(cp, np.float32)
+        bi = np.zeros(cp, np.float32)
+        if output == "affine":
+            sc[:c_out] = scale
+            bi[:c_out] = bias
+        self.fp = np.concatenate([fbound, sc, bi]).astype(np.float32)
         self._ip_cache = {}
 
     def out_hw(self, h, w):
