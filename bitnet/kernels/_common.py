@@ -81,19 +81,26 @@ def _intp(context, builder, val, ty):
     return context.cast(builder, val, ty, types.intp)
 
 
-def _by_lanes(context, builder, lanes_val, lanes_ty, emit, ret=None):
-    """Emit ``emit(L)`` for each L in LANES behind a switch on the runtime ``lanes``."""
-    lanes = _intp(context, builder, lanes_val, lanes_ty)
+#: words (or first-layer taps) per group: 9 for wide windows, 3 for small ones
+GROUPS = (3, 9)
+
+
+def _by_shape(context, builder, lanes_val, lanes_ty, gw_val, gw_ty, emit, ret=None):
+    """Emit ``emit(L, G)`` for each block width L and group size G, behind one switch on
+    the runtime values (LLVM unswitches the loops around the call)."""
+    key = builder.add(builder.mul(_intp(context, builder, lanes_val, lanes_ty), ir.Constant(I64, 100)),
+                      _intp(context, builder, gw_val, gw_ty))
     fn = builder.function
-    end = fn.append_basic_block("lanes.end")
-    blocks = {L: fn.append_basic_block(f"lanes.{L}") for L in LANES}
-    sw = builder.switch(lanes, blocks[64])
-    for L in (16, 32):
-        sw.add_case(ir.Constant(lanes.type, L), blocks[L])
+    end = fn.append_basic_block("shape.end")
+    blocks = {(L, G): fn.append_basic_block(f"shape.{L}.{G}") for L in LANES for G in GROUPS}
+    sw = builder.switch(key, blocks[(64, 9)])
+    for (L, G), bb in blocks.items():
+        if (L, G) != (64, 9):
+            sw.add_case(ir.Constant(I64, 100 * L + G), bb)
     incoming = []
-    for L in LANES:
-        builder.position_at_end(blocks[L])
-        val = emit(L)
+    for (L, G), bb in blocks.items():
+        builder.position_at_end(bb)
+        val = emit(L, G)
         incoming.append((val, builder.block))
         builder.branch(end)
     builder.position_at_end(end)
@@ -105,112 +112,124 @@ def _by_lanes(context, builder, lanes_val, lanes_ty, emit, ret=None):
     return phi
 
 
-def _popsum(context, builder, L, wty, wval, k, acc_ty, acc_val, add, xs):
-    """``(acc[0:L] if add else 0) + Σ_i ctpop(x_i XOR w[k + L·i : k + L·i + L])`` (<L x i64>)."""
+def _scalar(context, builder, aryty, aryval, index, ty):
+    ary = context.make_array(aryty)(context, builder, aryval)
+    return builder.load(builder.gep(ary.data, [index]))
+
+
+def _popsum(context, builder, L, G, sig, args):
+    """``(acc[0:L] if add else 0) + Σ_{i<G} ctpop(x_i XOR w[k + L·i : +L])`` as <L x i64>,
+    with ``x_i = xs[xoff + i]`` (arguments: w, k, acc, add, lanes, gw, xs, xoff, ...)."""
     vty = ir.VectorType(I64, L)
     ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]),
                                            f"llvm.ctpop.v{L}i64")
+    k = _intp(context, builder, args[1], sig.args[1])
+    xoff = _intp(context, builder, args[7], sig.args[7])
     total = None
-    for i, x in enumerate(xs):
-        w = _load(context, builder, wty, wval, builder.add(k, ir.Constant(k.type, L * i)), vty)
+    for i in range(G):
+        w = _load(context, builder, sig.args[0], args[0], builder.add(k, ir.Constant(I64, L * i)), vty)
+        x = _scalar(context, builder, sig.args[6], args[6], builder.add(xoff, ir.Constant(I64, i)), I64)
         pc = builder.call(ctpop, [builder.xor(_bcast(builder, x, vty), w)])
         total = pc if total is None else builder.add(total, pc)
-    old = _load(context, builder, acc_ty, acc_val, ir.Constant(I64, 0), vty)
-    return builder.add(total, builder.select(add, old, ir.Constant(vty, None)))
+    old = _load(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), vty)
+    return builder.add(total, builder.select(args[3], old, ir.Constant(vty, None)))
 
 
-def _fmasum(context, builder, L, wty, wval, k, acc_ty, acc_val, add, qs):
-    """``(acc[0:L] if add else 0) + Σ_i q_i · w[k + L·i : ...]`` in float32 (<L x float>).
+def _fmasum(context, builder, L, G, sig, args):
+    """``(acc[0:L] if add else 0) + Σ_{i<G} q_i · w[k + L·i : +L]`` in float32 (<L x float>).
 
-    Three independent chains of three fused multiply-adds; every partial sum of the
-    first layer is an exact integer, so the association does not change the result.
+    Chains of three fused multiply-adds, then a sum; every partial sum of the first
+    layer is an exact integer, so the association does not change the result.
     """
     vty = ir.VectorType(F32, L)
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
                                          f"llvm.fma.v{L}f32")
+    k = _intp(context, builder, args[1], sig.args[1])
+    qoff = _intp(context, builder, args[7], sig.args[7])
     chains = []
-    for i, q in enumerate(qs):
-        w = _load(context, builder, wty, wval, builder.add(k, ir.Constant(k.type, L * i)), vty)
+    for i in range(G):
+        w = _load(context, builder, sig.args[0], args[0], builder.add(k, ir.Constant(I64, L * i)), vty)
+        q = _scalar(context, builder, sig.args[6], args[6], builder.add(qoff, ir.Constant(I64, i)), F32)
         qb = _bcast(builder, q, vty)
         if i % 3 == 0:
             chains.append(builder.fmul(qb, w))
         else:
             chains[-1] = builder.call(fma, [qb, w, chains[-1]])
-    total = builder.fadd(builder.fadd(chains[0], chains[1]), chains[2])
-    old = _load(context, builder, acc_ty, acc_val, ir.Constant(I64, 0), vty)
-    return builder.fadd(total, builder.select(add, old, ir.Constant(vty, None)))
+    total = chains[0]
+    for c in chains[1:]:
+        total = builder.fadd(total, c)
+    old = _load(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), vty)
+    return builder.fadd(total, builder.select(args[3], old, ir.Constant(vty, None)))
 
 
 def _is_arr(t, dtype):
     return isinstance(t, types.Array) and t.layout == "C" and t.dtype == dtype
 
 
-def _check_common(w, k, acc, add, lanes, xs, wdt, accdt, xdt):
+def _check_common(w, k, acc, add, lanes, gw, xs, xoff, wdt, accdt):
     return (_is_arr(w, wdt) and isinstance(k, types.Integer) and _is_arr(acc, accdt)
             and isinstance(add, types.Boolean) and isinstance(lanes, types.Integer)
-            and len(xs) == 9 and all(t == xdt for t in xs))
+            and isinstance(gw, types.Integer) and _is_arr(xs, wdt)
+            and isinstance(xoff, types.Integer))
 
 
-# Argument conventions of the block intrinsics (all offsets are flat element indices):
+# Argument conventions of the block intrinsics (offsets are flat element indices):
 #   w      C-contiguous weight blocks; row i of the group starts at k + L·i
+#   k      offset of the group's first weight row
 #   acc    64-element accumulator (int64 for binary layers, float32 for the first layer)
 #   add    bool: add acc[0:L] to the group's sum (a constant at every call site)
 #   lanes  L, the block width (16, 32 or 64)
-#   x0..x8 the group's 9 input words (uint64) or levels (float32)
+#   gw     G, words per group (3 or 9)
+#   xs     the gathered input words (uint64) or levels (float32) of a row of pixels
+#   xoff   offset of the group's first word in xs
 
 
 @intrinsic
-def block_sum9(typingctx, w, k, acc, add, lanes, x0, x1, x2, x3, x4, x5, x6, x7, x8):
+def block_sum(typingctx, w, k, acc, add, lanes, gw, xs, xoff):
     """``acc[0:L] = (acc[0:L] if add else 0) + Σ_i popcount(x_i XOR w_i)``."""
-    xs = (x0, x1, x2, x3, x4, x5, x6, x7, x8)
-    if not _check_common(w, k, acc, add, lanes, xs, types.uint64, types.int64, types.uint64):
+    if not _check_common(w, k, acc, add, lanes, gw, xs, xoff, types.uint64, types.int64):
         return None
 
     def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        k_ = _intp(context, builder, args[1], sig.args[1])
 
-        def emit(L):
-            v = _popsum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[5:])
+        def emit(L, G):
+            v = _popsum(context, builder, L, G, sig, args)
             builder.store(v, _ptr(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), v.type), align=4)
 
-        _by_lanes(context, builder, args[4], sig.args[4], emit)
+        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit)
         return context.get_dummy_value()
 
-    return types.none(w, k, acc, add, lanes, *xs), codegen
+    return types.none(w, k, acc, add, lanes, gw, xs, xoff), codegen
 
 
 @intrinsic
-def block_thresh9(typingctx, w, k, acc, add, lanes, bound, lo, x0, x1, x2, x3, x4, x5, x6, x7, x8):
-    """Word with bit ``j`` = ``v_j > bound[lo + j]`` (``j < L``), ``v`` as in block_sum9."""
-    xs = (x0, x1, x2, x3, x4, x5, x6, x7, x8)
-    if not (_check_common(w, k, acc, add, lanes, xs, types.uint64, types.int64, types.uint64)
+def block_thresh(typingctx, w, k, acc, add, lanes, gw, xs, xoff, bound, lo):
+    """Word with bit ``j`` = ``v_j > bound[lo + j]`` (``j < L``), ``v`` as in block_sum."""
+    if not (_check_common(w, k, acc, add, lanes, gw, xs, xoff, types.uint64, types.int64)
             and _is_arr(bound, types.int64) and isinstance(lo, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        k_ = _intp(context, builder, args[1], sig.args[1])
-        lo_ = _intp(context, builder, args[6], sig.args[6])
+        lo_ = _intp(context, builder, args[9], sig.args[9])
 
-        def emit(L):
-            v = _popsum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[7:])
-            bnd = _load(context, builder, sig.args[5], args[5], lo_, v.type)
+        def emit(L, G):
+            v = _popsum(context, builder, L, G, sig, args)
+            bnd = _load(context, builder, sig.args[8], args[8], lo_, v.type)
             bits = builder.bitcast(builder.icmp_signed(">", v, bnd), ir.IntType(L))
             return builder.zext(bits, I64) if L < 64 else bits
 
-        return _by_lanes(context, builder, args[4], sig.args[4], emit, I64)
+        return _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, I64)
 
-    return types.int64(w, k, acc, add, lanes, bound, lo, *xs), codegen
+    return types.int64(w, k, acc, add, lanes, gw, xs, xoff, bound, lo), codegen
 
 
 @intrinsic
-def block_affine9(typingctx, w, k, acc, add, lanes, n, scale, bias, lo, out, off,
-                  x0, x1, x2, x3, x4, x5, x6, x7, x8):
+def block_affine(typingctx, w, k, acc, add, lanes, gw, xs, xoff, n, scale, bias, lo, out, off):
     """``out[off : off+L] = float32(n − 2·v) · scale[lo:lo+L] + bias[lo:lo+L]`` (float32
     multiply, then add: no fusion, as in the reference)."""
-    xs = (x0, x1, x2, x3, x4, x5, x6, x7, x8)
-    if not (_check_common(w, k, acc, add, lanes, xs, types.uint64, types.int64, types.uint64)
+    if not (_check_common(w, k, acc, add, lanes, gw, xs, xoff, types.uint64, types.int64)
             and isinstance(n, types.Integer) and _is_arr(scale, types.float32)
             and _is_arr(bias, types.float32) and isinstance(lo, types.Integer)
             and _is_arr(out, types.float32) and isinstance(off, types.Integer)):
@@ -218,78 +237,70 @@ def block_affine9(typingctx, w, k, acc, add, lanes, n, scale, bias, lo, out, off
 
     def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        k_ = _intp(context, builder, args[1], sig.args[1])
-        n_ = _intp(context, builder, args[5], sig.args[5])
-        lo_ = _intp(context, builder, args[8], sig.args[8])
-        off_ = _intp(context, builder, args[10], sig.args[10])
+        n_ = _intp(context, builder, args[8], sig.args[8])
+        lo_ = _intp(context, builder, args[11], sig.args[11])
+        off_ = _intp(context, builder, args[13], sig.args[13])
 
-        def emit(L):
-            v = _popsum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[11:])
+        def emit(L, G):
+            v = _popsum(context, builder, L, G, sig, args)
             fty = ir.VectorType(F32, L)
             dot = builder.sub(_bcast(builder, n_, v.type), builder.shl(v, ir.Constant(v.type, [1] * L)))
-            f = builder.sitofp(dot, fty)
-            sc = _load(context, builder, sig.args[6], args[6], lo_, fty)
-            bi = _load(context, builder, sig.args[7], args[7], lo_, fty)
-            y = builder.fadd(builder.fmul(f, sc), bi)
-            builder.store(y, _ptr(context, builder, sig.args[9], args[9], off_, fty), align=4)
+            sc = _load(context, builder, sig.args[9], args[9], lo_, fty)
+            bi = _load(context, builder, sig.args[10], args[10], lo_, fty)
+            y = builder.fadd(builder.fmul(builder.sitofp(dot, fty), sc), bi)
+            builder.store(y, _ptr(context, builder, sig.args[12], args[12], off_, fty), align=4)
 
-        _by_lanes(context, builder, args[4], sig.args[4], emit)
+        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit)
         return context.get_dummy_value()
 
-    return types.none(w, k, acc, add, lanes, n, scale, bias, lo, out, off, *xs), codegen
+    return types.none(w, k, acc, add, lanes, gw, xs, xoff, n, scale, bias, lo, out, off), codegen
 
 
 @intrinsic
-def fblock_sum9(typingctx, w, k, acc, add, lanes, q0, q1, q2, q3, q4, q5, q6, q7, q8):
+def fblock_sum(typingctx, w, k, acc, add, lanes, gw, qs, qoff):
     """``acc[0:L] = (acc[0:L] if add else 0) + Σ_i q_i · w_i`` (float32, exact here)."""
-    qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
-    if not _check_common(w, k, acc, add, lanes, qs, types.float32, types.float32, types.float32):
+    if not _check_common(w, k, acc, add, lanes, gw, qs, qoff, types.float32, types.float32):
         return None
 
     def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        k_ = _intp(context, builder, args[1], sig.args[1])
 
-        def emit(L):
-            v = _fmasum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[5:])
+        def emit(L, G):
+            v = _fmasum(context, builder, L, G, sig, args)
             builder.store(v, _ptr(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), v.type), align=4)
 
-        _by_lanes(context, builder, args[4], sig.args[4], emit)
+        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit)
         return context.get_dummy_value()
 
-    return types.none(w, k, acc, add, lanes, *qs), codegen
+    return types.none(w, k, acc, add, lanes, gw, qs, qoff), codegen
 
 
 @intrinsic
-def fblock_thresh9(typingctx, w, k, acc, add, lanes, fbound, lo, q0, q1, q2, q3, q4, q5, q6, q7, q8):
-    """Word with bit ``j`` = ``dot_j < fbound[lo + j]``, ``dot`` as in fblock_sum9."""
-    qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
-    if not (_check_common(w, k, acc, add, lanes, qs, types.float32, types.float32, types.float32)
+def fblock_thresh(typingctx, w, k, acc, add, lanes, gw, qs, qoff, fbound, lo):
+    """Word with bit ``j`` = ``dot_j < fbound[lo + j]``, ``dot`` as in fblock_sum."""
+    if not (_check_common(w, k, acc, add, lanes, gw, qs, qoff, types.float32, types.float32)
             and _is_arr(fbound, types.float32) and isinstance(lo, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        k_ = _intp(context, builder, args[1], sig.args[1])
-        lo_ = _intp(context, builder, args[6], sig.args[6])
+        lo_ = _intp(context, builder, args[9], sig.args[9])
 
-        def emit(L):
-            v = _fmasum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[7:])
-            bnd = _load(context, builder, sig.args[5], args[5], lo_, v.type)
+        def emit(L, G):
+            v = _fmasum(context, builder, L, G, sig, args)
+            bnd = _load(context, builder, sig.args[8], args[8], lo_, v.type)
             bits = builder.bitcast(builder.fcmp_ordered("<", v, bnd), ir.IntType(L))
             return builder.zext(bits, I64) if L < 64 else bits
 
-        return _by_lanes(context, builder, args[4], sig.args[4], emit, I64)
+        return _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, I64)
 
-    return types.int64(w, k, acc, add, lanes, fbound, lo, *qs), codegen
+    return types.int64(w, k, acc, add, lanes, gw, qs, qoff, fbound, lo), codegen
 
 
 @intrinsic
-def fblock_affine9(typingctx, w, k, acc, add, lanes, scale, bias, lo, out, off,
-                   q0, q1, q2, q3, q4, q5, q6, q7, q8):
+def fblock_affine(typingctx, w, k, acc, add, lanes, gw, qs, qoff, scale, bias, lo, out, off):
     """``out[off : off+L] = dot · scale[lo:lo+L] + bias[lo:lo+L]`` (float32 multiply, add)."""
-    qs = (q0, q1, q2, q3, q4, q5, q6, q7, q8)
-    if not (_check_common(w, k, acc, add, lanes, qs, types.float32, types.float32, types.float32)
+    if not (_check_common(w, k, acc, add, lanes, gw, qs, qoff, types.float32, types.float32)
             and _is_arr(scale, types.float32) and _is_arr(bias, types.float32)
             and isinstance(lo, types.Integer) and _is_arr(out, types.float32)
             and isinstance(off, types.Integer)):
@@ -297,21 +308,26 @@ def fblock_affine9(typingctx, w, k, acc, add, lanes, scale, bias, lo, out, off,
 
     def codegen(context, builder, sig, args):
         _prefer_512(builder.function)
-        k_ = _intp(context, builder, args[1], sig.args[1])
-        lo_ = _intp(context, builder, args[7], sig.args[7])
-        off_ = _intp(context, builder, args[9], sig.args[9])
+        lo_ = _intp(context, builder, args[10], sig.args[10])
+        off_ = _intp(context, builder, args[12], sig.args[12])
 
-        def emit(L):
-            v = _fmasum(context, builder, L, sig.args[0], args[0], k_, sig.args[2], args[2], args[3], args[10:])
-            sc = _load(context, builder, sig.args[5], args[5], lo_, v.type)
-            bi = _load(context, builder, sig.args[6], args[6], lo_, v.type)
+        def emit(L, G):
+            v = _fmasum(context, builder, L, G, sig, args)
+            sc = _load(context, builder, sig.args[8], args[8], lo_, v.type)
+            bi = _load(context, builder, sig.args[9], args[9], lo_, v.type)
             y = builder.fadd(builder.fmul(v, sc), bi)
-            builder.store(y, _ptr(context, builder, sig.args[8], args[8], off_, v.type), align=4)
+            builder.store(y, _ptr(context, builder, sig.args[11], args[11], off_, v.type), align=4)
 
-        _by_lanes(context, builder, args[4], sig.args[4], emit)
+        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit)
         return context.get_dummy_value()
 
-    return types.none(w, k, acc, add, lanes, scale, bias, lo, out, off, *qs), codegen
+    return types.none(w, k, acc, add, lanes, gw, qs, qoff, scale, bias, lo, out, off), codegen
+
+
+def group_words(words: int) -> tuple[int, int]:
+    """``(G, Kp)``: group size and padded word count for a window of ``words`` words."""
+    g = 3 if words <= 6 else 9
+    return g, -(-words // g) * g
 
 
 def block_width(c_out: int) -> int:

@@ -24,8 +24,8 @@ from numba import prange
 
 from .._jit import jit
 from ..errors import ParameterError
-from ..packing import n_words
-from ._common import block_affine9, block_sum9, block_thresh9, block_width, threshold_bounds
+from ..packing import n_words, pack_signs, unpack_signs
+from ._common import block_affine, block_sum, block_thresh, block_width, group_words, threshold_bounds
 from .geometry import conv_geometry
 
 __all__ = ["BConv", "bconv", "bdense", "MODES"]
@@ -34,14 +34,8 @@ __all__ = ["BConv", "bconv", "bdense", "MODES"]
 MODES = {"int": 0, "threshold": 1, "affine": 2}
 
 # layout of the int64 parameter vector ``ip`` of the kernel
-_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N, _CO = range(11)
-_NHDR = 11
-
-
-#: words per group: the kernels sum the popcounts of G words per output channel in one
-#: expression, so the accumulator is loaded and stored once per G words, not per word
-#: (for a 3×3 window of C ≤ 64 channels the whole window is one group).
-G = 9
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N, _CO, _GW, _DENSE = range(13)
+_NHDR = 13
 
 
 # The per-row loops live in small functions of their own: compiled inside the big
@@ -52,79 +46,66 @@ G = 9
 
 
 @jit()
-def _row_threshold(xr, wt, ob, ng, acc, bound, flip, out_row):
+def _row_threshold(xr, wt, ob, gw, acc, bound, flip, out_row):
     """Threshold outputs of one row for output block ``ob``: ``out_row[xo, ob]``."""
     kp = wt.shape[1]
     L = wt.shape[2]
+    ng = kp // gw
     base = ob * kp * L
     lo = ob * L
     if ng == 1:
         for xo in range(xr.shape[0]):
             # bit j set iff v_j > bound (padded channels: bound = int64 max)
-            word = block_thresh9(wt, base, acc, False, L, bound, lo, xr[xo, 0], xr[xo, 1],
-                                 xr[xo, 2], xr[xo, 3], xr[xo, 4], xr[xo, 5], xr[xo, 6],
-                                 xr[xo, 7], xr[xo, 8])
+            word = block_thresh(wt, base, acc, False, L, gw, xr, xo * kp, bound, lo)
             out_row[xo, ob] = np.uint64(word ^ flip)
         return
-    k = (ng - 1) * G
+    last = (ng - 1) * gw
     for xo in range(xr.shape[0]):
-        block_sum9(wt, base, acc, False, L, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
-                   xr[xo, 4], xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
+        xoff = xo * kp
+        block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng - 1):
-            kg = g * G
-            block_sum9(wt, base + kg * L, acc, True, L, xr[xo, kg], xr[xo, kg + 1],
-                       xr[xo, kg + 2], xr[xo, kg + 3], xr[xo, kg + 4], xr[xo, kg + 5],
-                       xr[xo, kg + 6], xr[xo, kg + 7], xr[xo, kg + 8])
-        word = block_thresh9(wt, base + k * L, acc, True, L, bound, lo, xr[xo, k],
-                             xr[xo, k + 1], xr[xo, k + 2], xr[xo, k + 3], xr[xo, k + 4],
-                             xr[xo, k + 5], xr[xo, k + 6], xr[xo, k + 7], xr[xo, k + 8])
+            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw)
+        word = block_thresh(wt, base + last * L, acc, True, L, gw, xr, xoff + last, bound, lo)
         out_row[xo, ob] = np.uint64(word ^ flip)
 
 
 @jit()
-def _row_affine(xr, wt, ob, ng, acc, n, scale, bias, out_real, row_off, c_out):
+def _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, row_off, c_out):
     """Affine outputs of one row for block ``ob`` when the block is full
     (``(ob+1)·L <= C_out``): stored straight from the vector registers."""
     kp = wt.shape[1]
     L = wt.shape[2]
+    ng = kp // gw
     base = ob * kp * L
     lo = ob * L
-    k = (ng - 1) * G
+    last = (ng - 1) * gw
     for xo in range(xr.shape[0]):
         off = row_off + xo * c_out + lo
+        xoff = xo * kp
         if ng == 1:
-            block_affine9(wt, base, acc, False, L, n, scale, bias, lo, out_real, off,
-                          xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3], xr[xo, 4],
-                          xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
+            block_affine(wt, base, acc, False, L, gw, xr, xoff, n, scale, bias, lo, out_real, off)
             continue
-        block_sum9(wt, base, acc, False, L, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
-                   xr[xo, 4], xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
+        block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng - 1):
-            kg = g * G
-            block_sum9(wt, base + kg * L, acc, True, L, xr[xo, kg], xr[xo, kg + 1],
-                       xr[xo, kg + 2], xr[xo, kg + 3], xr[xo, kg + 4], xr[xo, kg + 5],
-                       xr[xo, kg + 6], xr[xo, kg + 7], xr[xo, kg + 8])
-        block_affine9(wt, base + k * L, acc, True, L, n, scale, bias, lo, out_real, off,
-                      xr[xo, k], xr[xo, k + 1], xr[xo, k + 2], xr[xo, k + 3], xr[xo, k + 4],
-                      xr[xo, k + 5], xr[xo, k + 6], xr[xo, k + 7], xr[xo, k + 8])
+            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw)
+        block_affine(wt, base + last * L, acc, True, L, gw, xr, xoff + last, n, scale, bias,
+                     lo, out_real, off)
 
 
 @jit()
-def _row_dot(xr, wt, ob, ng, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out):
+def _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out):
     """int (mode 0) or affine (mode 2) outputs of one row for block ``ob``, channel by
     channel (int outputs, and the last, partial block of affine outputs)."""
     kp = wt.shape[1]
     L = wt.shape[2]
+    ng = kp // gw
     base = ob * kp * L
     lo = ob * L
     for xo in range(xr.shape[0]):
-        block_sum9(wt, base, acc, False, L, xr[xo, 0], xr[xo, 1], xr[xo, 2], xr[xo, 3],
-                   xr[xo, 4], xr[xo, 5], xr[xo, 6], xr[xo, 7], xr[xo, 8])
+        xoff = xo * kp
+        block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng):
-            kg = g * G
-            block_sum9(wt, base + kg * L, acc, True, L, xr[xo, kg], xr[xo, kg + 1],
-                       xr[xo, kg + 2], xr[xo, kg + 3], xr[xo, kg + 4], xr[xo, kg + 5],
-                       xr[xo, kg + 6], xr[xo, kg + 7], xr[xo, kg + 8])
+            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw)
         if mode == 0:
             for j in range(min(L, c_out - lo)):
                 out_int[b, y, xo, lo + j] = np.int32(n - 2 * acc[j])
@@ -138,10 +119,10 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
     """Binary conv of one batch; see the module docstring for the layout.
 
     x (N,H,W,Cw) u64; wt (nblk, Kp, L) u64: blocks of L output channels of the
-    re-tiled weights (L = 16, 32 or 64), Kp = kh·kw·Cw rounded up to G, zero rows and
-    columns past the real ones; ip = header + bound(nblk·L) + flipw(ceil(C_out/64))
-    (int64); fp = scale(nblk·L) + bias(nblk·L) (float32, zero-padded); exactly one of
-    the three outputs is used (by mode).
+    re-tiled weights (L = 16, 32 or 64), Kp window words rounded up to the group size,
+    zero rows and columns past the real ones; ip = header + bound(nblk·L) +
+    flipw(ceil(C_out/64)) (int64); fp = scale(nblk·L) + bias(nblk·L) (float32,
+    zero-padded); exactly one of the three outputs is used (by mode).
     """
     nb, h, w, cw_in = x.shape
     nblk, kp, L = wt.shape
@@ -156,21 +137,22 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
     w_out = ip[_WO]
     mode = ip[_MODE]
     n = ip[_N]
+    gw = ip[_GW]
+    dense_c = ip[_DENSE]
     bound = ip[_NHDR:_NHDR + nblk * L]
     flipw = ip[_NHDR + nblk * L:]
     scale = fp[:nblk * L]
     bias = fp[nblk * L:]
-    ng = kp // G
     for r in prange(nb * h_out):
         b = r // h_out
         y = r - b * h_out
         # gather the windows of the whole output row once (padded pixels are +1:
-        # zero words; the tail past kh·kw·Cw stays zero)
+        # zero words; the tail of each window stays zero). Loop order: the innermost
+        # loop runs over the row's pixels, a long trip count (an innermost loop over
+        # 1-4 words made LLVM emit vector preambles with alias checks per pixel and
+        # tap, which cost more than the convolution).
         xr = np.zeros((w_out, kp), dtype=np.uint64)
         acc = np.zeros(64, dtype=np.int64)
-        # (loop order: the innermost loop runs over the row's pixels, a long trip
-        # count; an innermost loop over 1-4 words made LLVM emit vector preambles with
-        # alias checks per pixel and tap, which cost more than the convolution)
         for ky in range(kh):
             iy = y * sh - pt + ky
             if iy < 0 or iy >= h:
@@ -179,18 +161,31 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
                 # pixels whose input column xo·sw − pl + kx lies inside [0, w)
                 x_lo = max(0, -((kx - pl) // sw))
                 x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
-                for cw in range(cw_in):
-                    k = (ky * kw + kx) * cw_in + cw
+                if dense_c:
+                    # patch packing (C_in < 64): tap t's C_in bits go to bit t·C_in
+                    # of the window, possibly straddling two words
+                    o = (ky * kw + kx) * dense_c
+                    wi = o >> 6
+                    s = np.uint64(o & 63)
+                    straddle = (o & 63) + dense_c > 64
                     for xo in range(x_lo, x_hi):
-                        xr[xo, k] = x[b, iy, xo * sw - pl + kx, cw]
+                        f = x[b, iy, xo * sw - pl + kx, 0]
+                        xr[xo, wi] |= f << s
+                        if straddle:
+                            xr[xo, wi + 1] |= f >> (np.uint64(64) - s)
+                else:
+                    for cw in range(cw_in):
+                        k = (ky * kw + kx) * cw_in + cw
+                        for xo in range(x_lo, x_hi):
+                            xr[xo, k] = x[b, iy, xo * sw - pl + kx, cw]
         # one block of weights at a time (Kp·L words: L1-resident)
         for ob in range(nblk):
             if mode == 1:
-                _row_threshold(xr, wt, ob, ng, acc, bound, flipw[ob], out_bits[b, y])
+                _row_threshold(xr, wt, ob, gw, acc, bound, flipw[ob], out_bits[b, y])
             elif mode == 2 and (ob + 1) * L <= c_out:
-                _row_affine(xr, wt, ob, ng, acc, n, scale, bias, out_real, r * w_out * c_out, c_out)
+                _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, r * w_out * c_out, c_out)
             else:
-                _row_dot(xr, wt, ob, ng, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out)
+                _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out)
 
 
 _EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
@@ -263,17 +258,27 @@ class BConv:
         self.padding = padding
         self.output = output
         self.n = kh * kw * self.in_channels
-        k = kh * kw * cw
-        kp = -(-k // G) * G
+        if in_channels < 64:
+            # patch packing: the kh·kw·C_in bits of a window, tap-major, packed densely
+            # (the gather in the kernel builds the same layout from the input pixels)
+            wv = unpack_signs(weight, in_channels).reshape(c_out, kh * kw * in_channels)
+            wwin = pack_signs(wv)
+            dense_c = in_channels
+        else:
+            wwin = weight.reshape(c_out, kh * kw * cw)
+            dense_c = 0
+        k = wwin.shape[1]
+        gw, kp = group_words(k)
         L = block_width(c_out)
         nblk = -(-c_out // L)
         cp = nblk * L
         wt = np.zeros((kp, cp), np.uint64)          # zero rows past k pair with zero words
-        wt[:k, :c_out] = weight.reshape(c_out, k).T
+        wt[:k, :c_out] = wwin.T
         self.wt = np.ascontiguousarray(wt.reshape(kp, nblk, L).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
         hdr[_MODE], hdr[_N], hdr[_CO] = MODES[output], self.n, c_out
+        hdr[_GW], hdr[_DENSE] = gw, dense_c
         bound = np.full(cp, np.iinfo(np.int64).max, np.int64)
         flipw = np.zeros(n_words(c_out), np.int64)
         if output == "threshold":

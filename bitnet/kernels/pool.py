@@ -36,27 +36,32 @@ def _maxpool_bits_kernel(x, kh, kw, sh, sw, out):
 
 @jit()
 def _pool_real_kernel(x, kh, kw, sh, sw, is_max, out):
+    # channels innermost (vectorised); each output element still sees its window in
+    # row-major order (ky, then kx), the order of the reference
     nb, ho, wo, ch = out.shape
     inv = np.float32(kh * kw)
     for b in range(nb):
         for y in range(ho):
             for xo in range(wo):
                 for c in range(ch):
-                    acc = x[b, y * sh, xo * sw, c]
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            if ky == 0 and kx == 0:
-                                continue
-                            v = x[b, y * sh + ky, xo * sw + kx, c]
-                            if is_max:
-                                if v > acc:
-                                    acc = v
-                            else:
-                                acc += v
-                    if is_max:
-                        out[b, y, xo, c] = acc
-                    else:
-                        out[b, y, xo, c] = acc / inv
+                    out[b, y, xo, c] = x[b, y * sh, xo * sw, c]
+                for ky in range(kh):
+                    for kx in range(kw):
+                        if ky == 0 and kx == 0:
+                            continue
+                        iy = y * sh + ky
+                        ix = xo * sw + kx
+                        if is_max:
+                            for c in range(ch):
+                                v = x[b, iy, ix, c]
+                                if v > out[b, y, xo, c]:
+                                    out[b, y, xo, c] = v
+                        else:
+                            for c in range(ch):
+                                out[b, y, xo, c] += x[b, iy, ix, c]
+                if not is_max:
+                    for c in range(ch):
+                        out[b, y, xo, c] = out[b, y, xo, c] / inv
 
 
 @jit()

@@ -20,92 +20,75 @@ from numba import prange
 from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
-from ._common import block_width, fblock_affine9, fblock_sum9, fblock_thresh9
+from ._common import block_width, fblock_affine, fblock_sum, fblock_thresh, group_words
 from .bconv import MODES, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64, _check_output_tensors
 from .geometry import conv_geometry
 
 __all__ = ["QConv", "qconv"]
 
-_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _CO = range(10)
-_NHDR = 10
-
-
-#: taps per group (one fused block of 9 multiply-adds per 64 output channels)
-G = 9
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _CO, _GW = range(11)
+_NHDR = 11
 
 
 @jit()
-def _row_threshold(qr, wf, ob, ng, acc, fbound, flip, out_row):
+def _row_threshold(qr, wf, ob, gw, acc, fbound, flip, out_row):
     """Threshold outputs of one row for output block ``ob`` (see bconv for why the
     accumulate flags are constants and the helpers small)."""
     kp = wf.shape[1]
     L = wf.shape[2]
+    ng = kp // gw
     base = ob * kp * L
     lo = ob * L
     if ng == 1:
         for xo in range(qr.shape[0]):
-            word = fblock_thresh9(wf, base, acc, False, L, fbound, lo, qr[xo, 0], qr[xo, 1],
-                                  qr[xo, 2], qr[xo, 3], qr[xo, 4], qr[xo, 5], qr[xo, 6],
-                                  qr[xo, 7], qr[xo, 8])
+            word = fblock_thresh(wf, base, acc, False, L, gw, qr, xo * kp, fbound, lo)
             out_row[xo, ob] = np.uint64(word ^ flip)
         return
-    k = (ng - 1) * G
+    last = (ng - 1) * gw
     for xo in range(qr.shape[0]):
-        fblock_sum9(wf, base, acc, False, L, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
-                    qr[xo, 4], qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
+        qoff = xo * kp
+        fblock_sum(wf, base, acc, False, L, gw, qr, qoff)
         for g in range(1, ng - 1):
-            kg = g * G
-            fblock_sum9(wf, base + kg * L, acc, True, L, qr[xo, kg], qr[xo, kg + 1],
-                        qr[xo, kg + 2], qr[xo, kg + 3], qr[xo, kg + 4], qr[xo, kg + 5],
-                        qr[xo, kg + 6], qr[xo, kg + 7], qr[xo, kg + 8])
-        word = fblock_thresh9(wf, base + k * L, acc, True, L, fbound, lo, qr[xo, k],
-                              qr[xo, k + 1], qr[xo, k + 2], qr[xo, k + 3], qr[xo, k + 4],
-                              qr[xo, k + 5], qr[xo, k + 6], qr[xo, k + 7], qr[xo, k + 8])
+            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw)
+        word = fblock_thresh(wf, base + last * L, acc, True, L, gw, qr, qoff + last, fbound, lo)
         out_row[xo, ob] = np.uint64(word ^ flip)
 
 
 @jit()
-def _row_affine(qr, wf, ob, ng, acc, scale, bias, out_real, row_off, c_out):
+def _row_affine(qr, wf, ob, gw, acc, scale, bias, out_real, row_off, c_out):
     """Affine outputs of one row for a full block ``ob`` (stored from registers)."""
     kp = wf.shape[1]
     L = wf.shape[2]
+    ng = kp // gw
     base = ob * kp * L
     lo = ob * L
-    k = (ng - 1) * G
+    last = (ng - 1) * gw
     for xo in range(qr.shape[0]):
         off = row_off + xo * c_out + lo
+        qoff = xo * kp
         if ng == 1:
-            fblock_affine9(wf, base, acc, False, L, scale, bias, lo, out_real, off,
-                           qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3], qr[xo, 4],
-                           qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
+            fblock_affine(wf, base, acc, False, L, gw, qr, qoff, scale, bias, lo, out_real, off)
             continue
-        fblock_sum9(wf, base, acc, False, L, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
-                    qr[xo, 4], qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
+        fblock_sum(wf, base, acc, False, L, gw, qr, qoff)
         for g in range(1, ng - 1):
-            kg = g * G
-            fblock_sum9(wf, base + kg * L, acc, True, L, qr[xo, kg], qr[xo, kg + 1],
-                        qr[xo, kg + 2], qr[xo, kg + 3], qr[xo, kg + 4], qr[xo, kg + 5],
-                        qr[xo, kg + 6], qr[xo, kg + 7], qr[xo, kg + 8])
-        fblock_affine9(wf, base + k * L, acc, True, L, scale, bias, lo, out_real, off,
-                       qr[xo, k], qr[xo, k + 1], qr[xo, k + 2], qr[xo, k + 3], qr[xo, k + 4],
-                       qr[xo, k + 5], qr[xo, k + 6], qr[xo, k + 7], qr[xo, k + 8])
+            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw)
+        fblock_affine(wf, base + last * L, acc, True, L, gw, qr, qoff + last, scale, bias, lo,
+                      out_real, off)
 
 
 @jit()
-def _row_dot(qr, wf, ob, ng, acc, mode, scale, bias, out_int, out_real, b, y, c_out):
+def _row_dot(qr, wf, ob, gw, acc, mode, scale, bias, out_int, out_real, b, y, c_out):
     """int outputs (mode 0), and affine outputs of a partial last block, channel by channel."""
     kp = wf.shape[1]
     L = wf.shape[2]
+    ng = kp // gw
     base = ob * kp * L
     lo = ob * L
     for xo in range(qr.shape[0]):
-        fblock_sum9(wf, base, acc, False, L, qr[xo, 0], qr[xo, 1], qr[xo, 2], qr[xo, 3],
-                    qr[xo, 4], qr[xo, 5], qr[xo, 6], qr[xo, 7], qr[xo, 8])
+        qoff = xo * kp
+        fblock_sum(wf, base, acc, False, L, gw, qr, qoff)
         for g in range(1, ng):
-            kg = g * G
-            fblock_sum9(wf, base + kg * L, acc, True, L, qr[xo, kg], qr[xo, kg + 1],
-                        qr[xo, kg + 2], qr[xo, kg + 3], qr[xo, kg + 4], qr[xo, kg + 5],
-                        qr[xo, kg + 6], qr[xo, kg + 7], qr[xo, kg + 8])
+            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw)
         if mode == 0:
             for j in range(min(L, c_out - lo)):
                 out_int[b, y, xo, lo + j] = np.int32(acc[j])
@@ -136,7 +119,7 @@ def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
     fbound = fp[:cp]
     scale = fp[cp:2 * cp]
     bias = fp[2 * cp:]
-    ng = kp // G
+    gw = ip[_GW]
     for r in prange(nb * h_out):
         b = r // h_out
         y = r - b * h_out
@@ -157,11 +140,12 @@ def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
                         qr[xo, k] = np.float32(lv[b, iy, xo * sw - pl + kx, ci])
         for ob in range(nblk):
             if mode == 1:
-                _row_threshold(qr, wf, ob, ng, acc, fbound, flipw[ob], out_bits[b, y])
+                _row_threshold(qr, wf, ob, gw, acc, fbound, flipw[ob], out_bits[b, y])
             elif mode == 2 and (ob + 1) * L <= c_out:
-                _row_affine(qr, wf, ob, ng, acc, scale, bias, out_real, r * w_out * c_out, c_out)
+                _row_affine(qr, wf, ob, gw, acc, scale, bias, out_real, r * w_out * c_out, c_out)
             else:
-                _row_dot(qr, wf, ob, ng, acc, mode, scale, bias, out_int, out_real, b, y, c_out)
+                _row_dot(qr, wf, ob, gw, acc, mode, scale, bias, out_int, out_real, b, y, c_out)
+
 
 
 class QConv:
@@ -205,7 +189,7 @@ class QConv:
         self.output = output
         wv = unpack_signs(weight, in_channels).astype(np.float32)      # (C_out, kh, kw, C_in)
         k = kh * kw * in_channels
-        kp = -(-k // G) * G
+        gw, kp = group_words(k)
         L = block_width(c_out)
         nblk = -(-c_out // L)
         cp = nblk * L
@@ -214,7 +198,7 @@ class QConv:
         self.wf = np.ascontiguousarray(wf.reshape(kp, nblk, L).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
-        hdr[_MODE], hdr[_CO] = MODES[output], c_out
+        hdr[_MODE], hdr[_CO], hdr[_GW] = MODES[output], c_out, gw
         # threshold: the output bit is set (−1) iff thresh_sign·dot < thresh, i.e.
         # dot < t (sign +1) or dot > −t (sign −1). With flip words as in bconv:
         # bit = (dot < fb) XOR flip, fb = t (sign +1) or 1 − t (sign −1), because
