@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .packing import n_words, pack_signs
+from .packing import pack_signs
 
 __all__ = ["lc_bnn", "kws_bnn_m", "single_layer", "l64", "l128", "l256", "LAYER_SHAPES", "WORKLOADS"]
 
@@ -165,4 +165,4 @@ def random_input(input_shape, kind="real", batch=1, seed=0):
     return rng.uniform(-80.0, 0.0, (batch, h, w, c)).astype(np.float32)
 
 
-__all__ += ["random_input", "n_words"]
+__all__ += ["random_input"]

@@ -18,7 +18,6 @@ from numba.core import cgutils
 from llvmlite import ir
 from numba.extending import intrinsic
 
-from .._jit import jit
 
 
 #: LLVM function attribute that lets the loop vectoriser use 512-bit registers. LLVM's

@@ -9,12 +9,32 @@ Padded pixels of ``same`` padding hold +1, i.e. words of zeros, and still count 
 (see :mod:`bitnet.kernels.geometry` for where the padding goes). A dense layer is the
 same kernel on a 1×1 image with a 1×1 window.
 
-Kernel layout: the weights are re-tiled once, at preparation, into ``wt[k, c]`` with
-``k = (ky·kw + kx)·Cw + cw`` (a ``(kh·kw·Cw, C_out)`` matrix), so that for each input
-word the inner loop runs over output channels on contiguous memory: one input word is
-broadcast against 8 weight words per zmm register (``vpxorq``, ``vpopcntq``,
-``vpaddq``). Work is split over output rows with ``prange``; every output element is
-computed by one thread in a fixed order, so results are identical for any thread count.
+Kernel layout (prepared once, in :class:`BConv`):
+
+* **Windows.** For ``C_in >= 64`` a window is its ``kh·kw·ceil(C_in/64)`` words in
+  (ky, kx, word) order. For ``C_in < 64`` the window's ``kh·kw·C_in`` bits are packed
+  densely, tap-major (*patch packing*, DESIGN §2's "re-tile at load time"): a 3×3
+  window of 16 channels is 3 words instead of 9. The kernel gathers the windows of a
+  whole output row into a ``(W_out, Kp)`` buffer; ``Kp`` is the window's word count
+  rounded up to a multiple of the group size ``G`` (3 for windows of up to 6 words,
+  else 9). Padded words are zero on both sides and add nothing to the popcount.
+* **Weights** become blocks of ``L`` output channels (``L`` = 16, 32 or 64: the
+  smallest that holds ``C_out``, 64 for wide layers): ``wt[block, k, j]`` is window
+  word ``k`` of output channel ``block·L + j``. One block is at most ``Kp·L`` words
+  (18 KiB for 256 input channels), so it stays in L1 while the row's pixels stream.
+* **Inner step** (:mod:`._common` block intrinsics): for one pixel and one block, the
+  ``G`` window words of a group are broadcast against ``G`` weight rows of ``L``
+  words as explicit ``<L x i64>`` vector code (``vpxorq``, ``vpopcntq``, ``vpaddq`` on
+  zmm registers), the group sums accumulate, and the last group is fused with the
+  output transform: ``threshold`` compares the popcount with per-channel bounds
+  (``vpcmpq`` into mask registers: the block's output bits in a few instructions,
+  never a float), ``affine`` converts and stores ``L`` floats at once.
+* **Threshold bounds.** ``thresh_sign·dot ≥ thresh`` with ``dot = n − 2·v`` becomes
+  ``bit = (v > bound) XOR flip`` at preparation (:func:`._common.threshold_bounds`
+  has the derivation); padded channels get ``bound = int64 max``, so their bits stay 0.
+
+Work is split over output rows with ``prange``; every output element is computed by
+one thread in a fixed order, so results are identical for any thread count.
 """
 
 from __future__ import annotations
