@@ -11,7 +11,10 @@ kernel. :meth:`Graph.run_reference` runs the same graph with the NumPy reference
 
 Thread safety: a prepared graph holds no mutable state; every call allocates its own
 values, so one :class:`Graph` may run in several Python threads at once (the kernels
-release the GIL).
+release the GIL). With one thread (the default, :func:`bitnet.set_num_threads`) the
+serial twins of the kernels run and no threading layer is involved; with more, the
+convolutions run their ``prange`` twins (numba's threading layer), split over output
+rows, with results identical for any thread count.
 
 Example
 -------
@@ -112,7 +115,10 @@ def _pos_int(attrs, key, where):
 class _Layer:
     """Validated layer: prepared fast step and reference step (both take arrays)."""
 
-    __slots__ = ("info", "step", "ref")
+    __slots__ = ("info", "step", "step_par", "ref")
+
+    def __init__(self):
+        self.step_par = None
 
 
 class Graph:
@@ -175,7 +181,8 @@ class Graph:
             slots[info.output] = len(slots)
             self.value_info[info.output] = info.out_info
             self.layer_info.append(info)
-            steps.append((prepared.step, prepared.ref, tuple(slots[n] for n in info.inputs), slots[info.output]))
+            steps.append((prepared.step, prepared.step_par or prepared.step, prepared.ref,
+                          tuple(slots[n] for n in info.inputs), slots[info.output]))
         out = self.layer_info[-1].output if output is None else output
         if out not in slots:
             raise ParameterError(f"graph: output value {out!r} is not produced by any layer")
@@ -183,8 +190,9 @@ class Graph:
         self._out_slot = slots[out]
         self._n_slots = len(slots)
         self._slot_names = {v: k for k, v in slots.items()}
-        self._fast = tuple((s[0], s[2], s[3]) for s in steps)
-        self._ref = tuple((s[1], s[2], s[3]) for s in steps)
+        self._fast = tuple((s[0], s[3], s[4]) for s in steps)
+        self._fast_par = tuple((s[1], s[3], s[4]) for s in steps)
+        self._ref = tuple((s[2], s[3], s[4]) for s in steps)
 
     # ------------------------------------------------------------------ running
 
@@ -238,8 +246,8 @@ class Graph:
         """
         from ._jit import ensure_threads
 
-        ensure_threads()
-        return self._execute(self._fast, self._check_input(x), return_values)
+        plan = self._fast_par if ensure_threads() > 1 else self._fast
+        return self._execute(plan, self._check_input(x), return_values)
 
     __call__ = run
 
@@ -427,6 +435,7 @@ class Graph:
         lay.info.macs = ho * wo * c_out * kernel[0] * kernel[1] * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
         lay.step = _conv_step(kb._bconv_kernel, conv.wt, conv.params(h, w), conv.fp, output, out_info)
+        lay.step_par = _conv_step(kb._bconv_kernel_parallel, conv.wt, conv.params(h, w), conv.fp, output, out_info)
         lay.ref = lambda x: bconv_reference(x, wt, c_in, kernel, stride, padding, output, **ot)
 
     def _prep_qconv(self, lay, where, attrs, troles, in_info):
@@ -453,6 +462,7 @@ class Graph:
         lay.info.macs = ho * wo * c_out * kernel[0] * kernel[1] * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
         lay.step = _conv_step(kq._qconv_kernel, conv.wf, conv.params(h, w), conv.fp, output, out_info)
+        lay.step_par = _conv_step(kq._qconv_kernel_parallel, conv.wf, conv.params(h, w), conv.fp, output, out_info)
         lay.ref = lambda x: qconv_reference(x, wt, c_in, bits, kernel, stride, padding, output, **ot)
 
     def _prep_bdense(self, lay, where, attrs, troles, in_info):

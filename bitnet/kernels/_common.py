@@ -20,6 +20,28 @@ from numba.extending import intrinsic
 
 
 
+def serial_and_parallel(fn):
+    """Compile ``fn`` (a kernel written with ``prange``) twice: ``(serial, parallel)``.
+
+    The serial twin runs the default, one-thread case with no threading layer at all:
+    nothing to start, nothing shared between Python threads, no spinning workers on a
+    busy machine. The parallel twin (``parallel=True``) is used when
+    :func:`bitnet.set_num_threads` asked for more than one thread. The parallel twin
+    is a copy of the function under another name, so the two keep separate on-disk
+    cache entries.
+    """
+    import types as _pytypes
+
+    from .._jit import jit
+
+    twin = _pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
+                                 fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_parallel"
+    twin.__doc__ = fn.__doc__
+    twin.__module__ = fn.__module__
+    return jit()(fn), jit(parallel=True)(twin)
+
+
 #: LLVM function attribute that lets the loop vectoriser use 512-bit registers. LLVM's
 #: tuning for recent Intel cores (``prefer-256-bit``) keeps auto-vectorised loops on
 #: ymm registers; the XNOR-popcount loops measured ~20% faster on zmm here (vpopcntq

@@ -42,10 +42,11 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import jit
+from .._jit import get_num_threads, jit
 from ..errors import ParameterError
 from ..packing import n_words, pack_signs, unpack_signs
-from ._common import block_affine, block_sum, block_thresh, block_width, group_words, threshold_bounds
+from ._common import (block_affine, block_sum, block_thresh, block_width, group_words,
+                      serial_and_parallel, threshold_bounds)
 from .geometry import conv_geometry
 
 __all__ = ["BConv", "bconv", "bdense", "MODES"]
@@ -134,8 +135,7 @@ def _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y,
                 out_real[b, y, xo, lo + j] = np.float32(n - 2 * acc[j]) * scale[lo + j] + bias[lo + j]
 
 
-@jit(parallel=True)
-def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
+def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
     """Binary conv of one batch; see the module docstring for the layout.
 
     x (N,H,W,Cw) u64; wt (nblk, Kp, L) u64: blocks of L output channels of the
@@ -206,6 +206,9 @@ def _bconv_kernel(x, wt, ip, fp, out_bits, out_int, out_real):
                 _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, r * w_out * c_out, c_out)
             else:
                 _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out)
+
+
+_bconv_kernel, _bconv_kernel_parallel = serial_and_parallel(_bconv_impl)
 
 
 _EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
@@ -341,7 +344,8 @@ class BConv:
     def run(self, x, ip, out):
         """Run the kernel with no checks (``x`` C-contiguous uint64 NHWC)."""
         m = self.output
-        _bconv_kernel(x, self.wt, ip, self.fp,
+        kern = _bconv_kernel_parallel if get_num_threads() > 1 else _bconv_kernel
+        kern(x, self.wt, ip, self.fp,
                       out if m == "threshold" else _EMPTY_U64,
                       out if m == "int" else _EMPTY_I32,
                       out if m == "affine" else _EMPTY_F32)

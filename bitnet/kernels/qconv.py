@@ -17,10 +17,11 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import jit
+from .._jit import get_num_threads, jit
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
-from ._common import block_width, fblock_affine, fblock_sum, fblock_thresh, group_words
+from ._common import (block_width, fblock_affine, fblock_sum, fblock_thresh, group_words,
+                      serial_and_parallel)
 from .bconv import MODES, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64, _check_output_tensors
 from .geometry import conv_geometry
 
@@ -97,8 +98,7 @@ def _row_dot(qr, wf, ob, gw, acc, mode, scale, bias, out_int, out_real, b, y, c_
                 out_real[b, y, xo, lo + j] = acc[j] * scale[lo + j] + bias[lo + j]
 
 
-@jit(parallel=True)
-def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
+def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
     """lv (N,H,W,C_in) u8; wf (nblk, Kp, L) f32 ±1 (zero rows/columns past the real
     ones, Kp = kh·kw·C_in rounded up to G); ip = header + flipw(ceil(C_out/64))
     (int64); fp = fbound(nblk·L) + scale(nblk·L) + bias(nblk·L) (float32)."""
@@ -146,6 +146,9 @@ def _qconv_kernel(lv, wf, ip, fp, out_bits, out_int, out_real):
             else:
                 _row_dot(qr, wf, ob, gw, acc, mode, scale, bias, out_int, out_real, b, y, c_out)
 
+
+
+_qconv_kernel, _qconv_kernel_parallel = serial_and_parallel(_qconv_impl)
 
 
 class QConv:
@@ -248,7 +251,8 @@ class QConv:
 
     def run(self, lv, ip, out):
         m = self.output
-        _qconv_kernel(lv, self.wf, ip, self.fp,
+        kern = _qconv_kernel_parallel if get_num_threads() > 1 else _qconv_kernel
+        kern(lv, self.wf, ip, self.fp,
                       out if m == "threshold" else _EMPTY_U64,
                       out if m == "int" else _EMPTY_I32,
                       out if m == "affine" else _EMPTY_F32)
