@@ -138,18 +138,27 @@ def _scalar(context, builder, aryty, aryval, index, ty):
     return builder.load(builder.gep(ary.data, [index]))
 
 
+def _ncols(context, builder, aryty, aryval):
+    """Length of the last axis of an array (the row stride of a 2-D C array)."""
+    ary = context.make_array(aryty)(context, builder, aryval)
+    return cgutils.unpack_tuple(builder, ary.shape, aryty.ndim)[aryty.ndim - 1]
+
+
 def _popsum(context, builder, L, G, sig, args):
     """``(acc[0:L] if add else 0) + Σ_{i<G} ctpop(x_i XOR w[k + L·i : +L])`` as <L x i64>,
-    with ``x_i = xs[xoff + i]`` (arguments: w, k, acc, add, lanes, gw, xs, xoff, ...)."""
+    with ``x_i = xs.flat[xoff + i·ncols]``: ``xs`` is a ``(Kp, pixels)`` array, word-major
+    (arguments: w, k, acc, add, lanes, gw, xs, xoff, ...)."""
     vty = ir.VectorType(I64, L)
     ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]),
                                            f"llvm.ctpop.v{L}i64")
     k = _intp(context, builder, args[1], sig.args[1])
     xoff = _intp(context, builder, args[7], sig.args[7])
+    ncols = _ncols(context, builder, sig.args[6], args[6])
     total = None
     for i in range(G):
         w = _load(context, builder, sig.args[0], args[0], builder.add(k, ir.Constant(I64, L * i)), vty)
-        x = _scalar(context, builder, sig.args[6], args[6], builder.add(xoff, ir.Constant(I64, i)), I64)
+        x = _scalar(context, builder, sig.args[6], args[6],
+                    builder.add(xoff, builder.mul(ncols, ir.Constant(I64, i))), I64)
         pc = builder.call(ctpop, [builder.xor(_bcast(builder, x, vty), w)])
         total = pc if total is None else builder.add(total, pc)
     old = _load(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), vty)
@@ -167,10 +176,12 @@ def _fmasum(context, builder, L, G, sig, args):
                                          f"llvm.fma.v{L}f32")
     k = _intp(context, builder, args[1], sig.args[1])
     qoff = _intp(context, builder, args[7], sig.args[7])
+    ncols = _ncols(context, builder, sig.args[6], args[6])
     chains = []
     for i in range(G):
         w = _load(context, builder, sig.args[0], args[0], builder.add(k, ir.Constant(I64, L * i)), vty)
-        q = _scalar(context, builder, sig.args[6], args[6], builder.add(qoff, ir.Constant(I64, i)), F32)
+        q = _scalar(context, builder, sig.args[6], args[6],
+                    builder.add(qoff, builder.mul(ncols, ir.Constant(I64, i))), F32)
         qb = _bcast(builder, q, vty)
         if i % 3 == 0:
             chains.append(builder.fmul(qb, w))
@@ -201,8 +212,9 @@ def _check_common(w, k, acc, add, lanes, gw, xs, xoff, wdt, accdt):
 #   add    bool: add acc[0:L] to the group's sum (a constant at every call site)
 #   lanes  L, the block width (16, 32 or 64)
 #   gw     G, words per group (3 or 9)
-#   xs     the gathered input words (uint64) or levels (float32) of a row of pixels
-#   xoff   offset of the group's first word in xs
+#   xs     the gathered input words (uint64) or levels (float32) of a row of pixels,
+#          a 2-D (Kp, pixels) array: word k of pixel p is xs[k, p]
+#   xoff   flat offset of the group's first word of the pixel, k0·pixels + p
 
 
 @intrinsic

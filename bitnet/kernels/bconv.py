@@ -15,7 +15,7 @@ Kernel layout (prepared once, in :class:`BConv`):
   (ky, kx, word) order. For ``C_in < 64`` the window's ``kh·kw·C_in`` bits are packed
   densely, tap-major (*patch packing*, DESIGN §2's "re-tile at load time"): a 3×3
   window of 16 channels is 3 words instead of 9. The kernel gathers the windows of a
-  whole output row into a ``(W_out, Kp)`` buffer; ``Kp`` is the window's word count
+  whole output row into a ``(Kp, W_out)`` buffer (word-major); ``Kp`` is the window's word count
   rounded up to a multiple of the group size ``G`` (3 for windows of up to 6 words,
   else 9). Padded words are zero on both sides and add nothing to the popcount.
 * **Weights** become blocks of ``L`` output channels (``L`` = 16, 32 or 64: the
@@ -75,18 +75,18 @@ def _row_threshold(xr, wt, ob, gw, acc, bound, flip, out_row):
     base = ob * kp * L
     lo = ob * L
     if ng == 1:
-        for xo in range(xr.shape[0]):
+        for xo in range(xr.shape[1]):
             # bit j set iff v_j > bound (padded channels: bound = int64 max)
-            word = block_thresh(wt, base, acc, False, L, gw, xr, xo * kp, bound, lo)
+            word = block_thresh(wt, base, acc, False, L, gw, xr, xo, bound, lo)
             out_row[xo, ob] = np.uint64(word ^ flip)
         return
     last = (ng - 1) * gw
-    for xo in range(xr.shape[0]):
-        xoff = xo * kp
+    for xo in range(xr.shape[1]):
+        xoff = xo
         block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng - 1):
-            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw)
-        word = block_thresh(wt, base + last * L, acc, True, L, gw, xr, xoff + last, bound, lo)
+            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
+        word = block_thresh(wt, base + last * L, acc, True, L, gw, xr, xoff + last * xr.shape[1], bound, lo)
         out_row[xo, ob] = np.uint64(word ^ flip)
 
 
@@ -100,16 +100,16 @@ def _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, row_off, c_out):
     base = ob * kp * L
     lo = ob * L
     last = (ng - 1) * gw
-    for xo in range(xr.shape[0]):
+    for xo in range(xr.shape[1]):
         off = row_off + xo * c_out + lo
-        xoff = xo * kp
+        xoff = xo
         if ng == 1:
             block_affine(wt, base, acc, False, L, gw, xr, xoff, n, scale, bias, lo, out_real, off)
             continue
         block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng - 1):
-            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw)
-        block_affine(wt, base + last * L, acc, True, L, gw, xr, xoff + last, n, scale, bias,
+            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
+        block_affine(wt, base + last * L, acc, True, L, gw, xr, xoff + last * xr.shape[1], n, scale, bias,
                      lo, out_real, off)
 
 
@@ -122,11 +122,11 @@ def _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y,
     ng = kp // gw
     base = ob * kp * L
     lo = ob * L
-    for xo in range(xr.shape[0]):
-        xoff = xo * kp
+    for xo in range(xr.shape[1]):
+        xoff = xo
         block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng):
-            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw)
+            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
         if mode == 0:
             for j in range(min(L, c_out - lo)):
                 out_int[b, y, xo, lo + j] = np.int32(n - 2 * acc[j])
@@ -166,16 +166,36 @@ def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
     for r in prange(nb * h_out):
         b = r // h_out
         y = r - b * h_out
-        # gather the windows of the whole output row once (padded pixels are +1:
-        # zero words; the tail of each window stays zero). Loop order: the innermost
-        # loop runs over the row's pixels, a long trip count (an innermost loop over
-        # 1-4 words made LLVM emit vector preambles with alias checks per pixel and
-        # tap, which cost more than the convolution).
-        xr = np.zeros((w_out, kp), dtype=np.uint64)
+        # gather the windows of the whole output row once, word-major (padded pixels
+        # are +1: zero words; the tail of each window stays zero). Every innermost
+        # loop runs over the row's pixels on contiguous memory (an innermost loop
+        # over 1-4 words made LLVM emit vector preambles with alias checks per pixel
+        # and tap, which cost more than the convolution).
+        xr = np.zeros((kp, w_out), dtype=np.uint64)     # word k of pixel xo: xr[k, xo]
+        seg = np.zeros(w_out, dtype=np.uint64)
         acc = np.zeros(64, dtype=np.int64)
         for ky in range(kh):
             iy = y * sh - pt + ky
             if iy < 0 or iy >= h:
+                continue
+            if dense_c and kw * dense_c <= 64:
+                # patch packing, one window row at a time: the kw taps of the row
+                # form a kw·C_in-bit segment, placed at bit ky·kw·C_in of the window
+                seg[:] = 0
+                for kx in range(kw):
+                    x_lo = max(0, -((kx - pl) // sw))
+                    x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
+                    sft = np.uint64(kx * dense_c)
+                    for xo in range(x_lo, x_hi):
+                        seg[xo] |= x[b, iy, xo * sw - pl + kx, 0] << sft
+                o = ky * kw * dense_c
+                wi = o >> 6
+                s = np.uint64(o & 63)
+                for xo in range(w_out):
+                    xr[wi, xo] |= seg[xo] << s
+                if (o & 63) + kw * dense_c > 64:
+                    for xo in range(w_out):
+                        xr[wi + 1, xo] |= seg[xo] >> (np.uint64(64) - s)
                 continue
             for kx in range(kw):
                 # pixels whose input column xo·sw − pl + kx lies inside [0, w)
@@ -187,17 +207,16 @@ def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
                     o = (ky * kw + kx) * dense_c
                     wi = o >> 6
                     s = np.uint64(o & 63)
-                    straddle = (o & 63) + dense_c > 64
                     for xo in range(x_lo, x_hi):
-                        f = x[b, iy, xo * sw - pl + kx, 0]
-                        xr[xo, wi] |= f << s
-                        if straddle:
-                            xr[xo, wi + 1] |= f >> (np.uint64(64) - s)
+                        xr[wi, xo] |= x[b, iy, xo * sw - pl + kx, 0] << s
+                    if (o & 63) + dense_c > 64:
+                        for xo in range(x_lo, x_hi):
+                            xr[wi + 1, xo] |= x[b, iy, xo * sw - pl + kx, 0] >> (np.uint64(64) - s)
                 else:
                     for cw in range(cw_in):
                         k = (ky * kw + kx) * cw_in + cw
                         for xo in range(x_lo, x_hi):
-                            xr[xo, k] = x[b, iy, xo * sw - pl + kx, cw]
+                            xr[k, xo] = x[b, iy, xo * sw - pl + kx, cw]
         # one block of weights at a time (Kp·L words: L1-resident)
         for ob in range(nblk):
             if mode == 1:

@@ -41,17 +41,17 @@ def _row_threshold(qr, wf, ob, gw, acc, fbound, flip, out_row):
     base = ob * kp * L
     lo = ob * L
     if ng == 1:
-        for xo in range(qr.shape[0]):
-            word = fblock_thresh(wf, base, acc, False, L, gw, qr, xo * kp, fbound, lo)
+        for xo in range(qr.shape[1]):
+            word = fblock_thresh(wf, base, acc, False, L, gw, qr, xo, fbound, lo)
             out_row[xo, ob] = np.uint64(word ^ flip)
         return
     last = (ng - 1) * gw
-    for xo in range(qr.shape[0]):
-        qoff = xo * kp
+    for xo in range(qr.shape[1]):
+        qoff = xo
         fblock_sum(wf, base, acc, False, L, gw, qr, qoff)
         for g in range(1, ng - 1):
-            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw)
-        word = fblock_thresh(wf, base + last * L, acc, True, L, gw, qr, qoff + last, fbound, lo)
+            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw * qr.shape[1])
+        word = fblock_thresh(wf, base + last * L, acc, True, L, gw, qr, qoff + last * qr.shape[1], fbound, lo)
         out_row[xo, ob] = np.uint64(word ^ flip)
 
 
@@ -64,16 +64,16 @@ def _row_affine(qr, wf, ob, gw, acc, scale, bias, out_real, row_off, c_out):
     base = ob * kp * L
     lo = ob * L
     last = (ng - 1) * gw
-    for xo in range(qr.shape[0]):
+    for xo in range(qr.shape[1]):
         off = row_off + xo * c_out + lo
-        qoff = xo * kp
+        qoff = xo
         if ng == 1:
             fblock_affine(wf, base, acc, False, L, gw, qr, qoff, scale, bias, lo, out_real, off)
             continue
         fblock_sum(wf, base, acc, False, L, gw, qr, qoff)
         for g in range(1, ng - 1):
-            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw)
-        fblock_affine(wf, base + last * L, acc, True, L, gw, qr, qoff + last, scale, bias, lo,
+            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw * qr.shape[1])
+        fblock_affine(wf, base + last * L, acc, True, L, gw, qr, qoff + last * qr.shape[1], scale, bias, lo,
                       out_real, off)
 
 
@@ -85,11 +85,11 @@ def _row_dot(qr, wf, ob, gw, acc, mode, scale, bias, out_int, out_real, b, y, c_
     ng = kp // gw
     base = ob * kp * L
     lo = ob * L
-    for xo in range(qr.shape[0]):
-        qoff = xo * kp
+    for xo in range(qr.shape[1]):
+        qoff = xo
         fblock_sum(wf, base, acc, False, L, gw, qr, qoff)
         for g in range(1, ng):
-            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw)
+            fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw * qr.shape[1])
         if mode == 0:
             for j in range(min(L, c_out - lo)):
                 out_int[b, y, xo, lo + j] = np.int32(acc[j])
@@ -124,7 +124,7 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
         b = r // h_out
         y = r - b * h_out
         # levels of every window of the output row, as float32 (padding: level 0)
-        qr = np.zeros((w_out, kp), dtype=np.float32)
+        qr = np.zeros((kp, w_out), dtype=np.float32)     # tap k of pixel xo: qr[k, xo]
         acc = np.zeros(64, dtype=np.float32)
         # (innermost loop over the row's pixels: see the gather in bconv)
         for ky in range(kh):
@@ -137,7 +137,7 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
                 for ci in range(c_in):
                     k = (ky * kw + kx) * c_in + ci
                     for xo in range(x_lo, x_hi):
-                        qr[xo, k] = np.float32(lv[b, iy, xo * sw - pl + kx, ci])
+                        qr[k, xo] = np.float32(lv[b, iy, xo * sw - pl + kx, ci])
         for ob in range(nblk):
             if mode == 1:
                 _row_threshold(qr, wf, ob, gw, acc, fbound, flipw[ob], out_bits[b, y])
