@@ -254,7 +254,7 @@ def section_kernels(idx) -> list[str]:
     peers = [p for p in ("torch-float", "ort-float") if p in runtimes]
     header = ["layer", "batch", "threads", *[LABELS[r] for r in runtimes],
               *[f"speed-up vs {LABELS[p]}" for p in peers], "bitnet binary GMAC/s", "% of roofline"]
-    lines = []
+    lines, over = [], False
     for key in sorted(layer_keys, key=lambda k: (_sort_key(k[0]), k[1], k[2])):
         runs = g[key]
         b = runs.get("bitnet")
@@ -263,13 +263,21 @@ def section_kernels(idx) -> list[str]:
         if macs is None:
             macs = next((r["info"].get("macs") for r in runs.values() if r["info"].get("macs")), None)
         rate = macs / b["median"] if b and macs else None
-        pct = f"{100 * rate / roof[key[2]]:.0f}%" if rate and key[2] in roof else "—"
+        pct = "—"
+        if rate and key[2] in roof:
+            frac = rate / roof[key[2]]
+            pct = f"{100 * frac:.0f}%" + (" ‡" if frac > 1 else "")
+            over = over or frac > 1
         lines.append([key[0], str(key[1]), str(key[2]), *[cell(runs.get(r)) for r in runtimes], *ratios,
                       f"{rate / 1e9:.0f}" if rate else "—", pct])
     out = _table(header, lines)
     if roof:
         out += ["", "Binary roofline (xor+popcount+add microbenchmark, same run): " + ", ".join(
             f"{t} thread{'s' if t > 1 else ''}: {v / 1e12:.3g} T binary MAC/s" for t, v in sorted(roof.items())) + "."]
+        if over:
+            out += ["", "‡ Above 100%: the roofline microbenchmark at that thread count ran slower than the "
+                        "layer itself (one roofline call is a few microseconds of work, so thread hand-off "
+                        "and a busy machine dominate it); that percentage is not meaningful."]
     else:
         out += ["", "No roofline microbenchmark in this run, so no % of roofline."]
     return out
@@ -525,7 +533,8 @@ def build_report(json_path: Path, out_dir: Path) -> Path:
         "processes; an untimed warm-up process ran first, so numba's cache is warm); \"start → first "
         "answer\" is the same process's wall time until its first result, seen from the parent. "
         "Import/load/first inference are measured inside the process. "
-        "Peak RSS is `ru_maxrss` of a process that ran the stated number of inferences. "
+        "Peak RSS is the peak resident set (`VmHWM`) of a process that ran the stated number of "
+        "inferences (not `ru_maxrss`, which on Linux inherits the parent's peak across fork+exec). "
         "`default-clip` classifies a real .wav clip, frontend included; the other rows run on "
         "features.",
         "",

@@ -7,7 +7,8 @@ the runtime, loads the model from its file, and runs inferences at batch 1, one 
   that imports, loads and answers once, then exits: DESIGN §5's start-up figure
   (bitnet goal ≤ 0.6 s with a warm kernel cache; ``import torch`` alone ~0.93 s).
   One untimed process runs first so that numba's cache and the OS page cache are warm.
-- ``extra_info["peak_rss_mb"]`` is the peak RSS of a separate process that runs 100
+- ``extra_info["peak_rss_mb"]`` is the peak RSS (``VmHWM``: ``ru_maxrss`` of a child
+  inherits the parent's high-water mark on Linux) of a separate process that runs 100
   inferences (goal ≤ 100 MB for bitnet), ``extra_info["model_bytes"]`` the size of the
   file it loaded: bitnet ``.bnn``, ``torch.save(state_dict)``, ``.onnx``.
 - ``extra_info["import_s"]``, ``load_s``, ``first_inference_s``, ``startup_s`` are
