@@ -435,7 +435,8 @@ class Graph:
         lay.info.macs = ho * wo * c_out * kernel[0] * kernel[1] * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
         lay.step = _conv_step(kb._bconv_kernel, conv.wt, conv.params(h, w), conv.fp, output, out_info)
-        lay.step_par = _conv_step(kb._bconv_kernel_parallel, conv.wt, conv.params(h, w), conv.fp, output, out_info)
+        lay.step_par = _conv_step(kb._bconv_kernel_parallel, conv.wt, conv.params(h, w, 1, True), conv.fp,
+                                  output, out_info)
         lay.ref = lambda x: bconv_reference(x, wt, c_in, kernel, stride, padding, output, **ot)
 
     def _prep_qconv(self, lay, where, attrs, troles, in_info):
@@ -462,7 +463,8 @@ class Graph:
         lay.info.macs = ho * wo * c_out * kernel[0] * kernel[1] * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
         lay.step = _conv_step(kq._qconv_kernel, conv.wf, conv.params(h, w), conv.fp, output, out_info)
-        lay.step_par = _conv_step(kq._qconv_kernel_parallel, conv.wf, conv.params(h, w), conv.fp, output, out_info)
+        lay.step_par = _conv_step(kq._qconv_kernel_parallel, conv.wf, conv.params(h, w, 1, True), conv.fp,
+                                  output, out_info)
         lay.ref = lambda x: qconv_reference(x, wt, c_in, bits, kernel, stride, padding, output, **ot)
 
     def _prep_bdense(self, lay, where, attrs, troles, in_info):

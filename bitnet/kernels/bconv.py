@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import get_num_threads, jit
+from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words, pack_signs, unpack_signs
 from ._common import (block_affine, block_sum, block_thresh, block_width, group_words,
@@ -55,8 +55,8 @@ __all__ = ["BConv", "bconv", "bdense", "MODES"]
 MODES = {"int": 0, "threshold": 1, "affine": 2}
 
 # layout of the int64 parameter vector ``ip`` of the kernel
-_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N, _CO, _GW, _DENSE = range(13)
-_NHDR = 13
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N, _CO, _GW, _DENSE, _NCH = range(14)
+_NHDR = 14
 
 
 # The per-row loops live in small functions of their own: compiled inside the big
@@ -163,68 +163,75 @@ def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
     flipw = ip[_NHDR + nblk * L:]
     scale = fp[:nblk * L]
     bias = fp[nblk * L:]
-    for r in prange(nb * h_out):
-        b = r // h_out
-        y = r - b * h_out
-        # gather the windows of the whole output row once, word-major (padded pixels
-        # are +1: zero words; the tail of each window stays zero). Every innermost
-        # loop runs over the row's pixels on contiguous memory (an innermost loop
-        # over 1-4 words made LLVM emit vector preambles with alias checks per pixel
-        # and tap, which cost more than the convolution).
+    # one chunk of consecutive output rows per thread, with its own buffers (allocated
+    # once per chunk, not per row: an allocation per row cost more than a 16-channel
+    # row of convolution); a row is computed the same way in any chunk
+    rows = nb * h_out
+    nchunks = max(1, min(ip[_NCH], rows))
+    for t in prange(nchunks):
         xr = np.zeros((kp, w_out), dtype=np.uint64)     # word k of pixel xo: xr[k, xo]
         seg = np.zeros(w_out, dtype=np.uint64)
         acc = np.zeros(64, dtype=np.int64)
-        for ky in range(kh):
-            iy = y * sh - pt + ky
-            if iy < 0 or iy >= h:
-                continue
-            if dense_c and kw * dense_c <= 64:
-                # patch packing, one window row at a time: the kw taps of the row
-                # form a kw·C_in-bit segment, placed at bit ky·kw·C_in of the window
-                seg[:] = 0
-                for kx in range(kw):
-                    x_lo = max(0, -((kx - pl) // sw))
-                    x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
-                    sft = np.uint64(kx * dense_c)
-                    for xo in range(x_lo, x_hi):
-                        seg[xo] |= x[b, iy, xo * sw - pl + kx, 0] << sft
-                o = ky * kw * dense_c
-                wi = o >> 6
-                s = np.uint64(o & 63)
-                for xo in range(w_out):
-                    xr[wi, xo] |= seg[xo] << s
-                if (o & 63) + kw * dense_c > 64:
-                    for xo in range(w_out):
-                        xr[wi + 1, xo] |= seg[xo] >> (np.uint64(64) - s)
-                continue
-            for kx in range(kw):
-                # pixels whose input column xo·sw − pl + kx lies inside [0, w)
-                x_lo = max(0, -((kx - pl) // sw))
-                x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
-                if dense_c:
-                    # patch packing (C_in < 64): tap t's C_in bits go to bit t·C_in
-                    # of the window, possibly straddling two words
-                    o = (ky * kw + kx) * dense_c
+        for r in range(t * rows // nchunks, (t + 1) * rows // nchunks):
+            b = r // h_out
+            y = r - b * h_out
+            xr[:] = 0
+            # gather the windows of the whole output row once, word-major (padded pixels
+            # are +1: zero words; the tail of each window stays zero). Every innermost
+            # loop runs over the row's pixels on contiguous memory (an innermost loop
+            # over 1-4 words made LLVM emit vector preambles with alias checks per pixel
+            # and tap, which cost more than the convolution).
+            for ky in range(kh):
+                iy = y * sh - pt + ky
+                if iy < 0 or iy >= h:
+                    continue
+                if dense_c and kw * dense_c <= 64:
+                    # patch packing, one window row at a time: the kw taps of the row
+                    # form a kw·C_in-bit segment, placed at bit ky·kw·C_in of the window
+                    seg[:] = 0
+                    for kx in range(kw):
+                        x_lo = max(0, -((kx - pl) // sw))
+                        x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
+                        sft = np.uint64(kx * dense_c)
+                        for xo in range(x_lo, x_hi):
+                            seg[xo] |= x[b, iy, xo * sw - pl + kx, 0] << sft
+                    o = ky * kw * dense_c
                     wi = o >> 6
                     s = np.uint64(o & 63)
-                    for xo in range(x_lo, x_hi):
-                        xr[wi, xo] |= x[b, iy, xo * sw - pl + kx, 0] << s
-                    if (o & 63) + dense_c > 64:
+                    for xo in range(w_out):
+                        xr[wi, xo] |= seg[xo] << s
+                    if (o & 63) + kw * dense_c > 64:
+                        for xo in range(w_out):
+                            xr[wi + 1, xo] |= seg[xo] >> (np.uint64(64) - s)
+                    continue
+                for kx in range(kw):
+                    # pixels whose input column xo·sw − pl + kx lies inside [0, w)
+                    x_lo = max(0, -((kx - pl) // sw))
+                    x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
+                    if dense_c:
+                        # patch packing (C_in < 64): tap t's C_in bits go to bit t·C_in
+                        # of the window, possibly straddling two words
+                        o = (ky * kw + kx) * dense_c
+                        wi = o >> 6
+                        s = np.uint64(o & 63)
                         for xo in range(x_lo, x_hi):
-                            xr[wi + 1, xo] |= x[b, iy, xo * sw - pl + kx, 0] >> (np.uint64(64) - s)
+                            xr[wi, xo] |= x[b, iy, xo * sw - pl + kx, 0] << s
+                        if (o & 63) + dense_c > 64:
+                            for xo in range(x_lo, x_hi):
+                                xr[wi + 1, xo] |= x[b, iy, xo * sw - pl + kx, 0] >> (np.uint64(64) - s)
+                    else:
+                        for cw in range(cw_in):
+                            k = (ky * kw + kx) * cw_in + cw
+                            for xo in range(x_lo, x_hi):
+                                xr[k, xo] = x[b, iy, xo * sw - pl + kx, cw]
+            # one block of weights at a time (Kp·L words: L1-resident)
+            for ob in range(nblk):
+                if mode == 1:
+                    _row_threshold(xr, wt, ob, gw, acc, bound, flipw[ob], out_bits[b, y])
+                elif mode == 2 and (ob + 1) * L <= c_out:
+                    _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, r * w_out * c_out, c_out)
                 else:
-                    for cw in range(cw_in):
-                        k = (ky * kw + kx) * cw_in + cw
-                        for xo in range(x_lo, x_hi):
-                            xr[k, xo] = x[b, iy, xo * sw - pl + kx, cw]
-        # one block of weights at a time (Kp·L words: L1-resident)
-        for ob in range(nblk):
-            if mode == 1:
-                _row_threshold(xr, wt, ob, gw, acc, bound, flipw[ob], out_bits[b, y])
-            elif mode == 2 and (ob + 1) * L <= c_out:
-                _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, r * w_out * c_out, c_out)
-            else:
-                _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out)
+                    _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out)
 
 
 _bconv_kernel, _bconv_kernel_parallel = serial_and_parallel(_bconv_impl)
@@ -341,15 +348,22 @@ class BConv:
             raise ParameterError(f"{self.name}: {e}") from None
         return ho, wo
 
-    def params(self, h, w):
-        """The kernel's int64 parameter vector for an ``h × w`` input (cached)."""
-        ip = self._ip_cache.get((h, w))
+    def params(self, h, w, nb=1, parallel=False):
+        """The kernel's int64 parameter vector for ``nb`` inputs of ``h × w`` (cached).
+
+        The serial kernel takes the rows as one chunk (buffers allocated once); the
+        parallel one as one chunk per output row (numba hoists the buffers of a
+        ``prange`` body to one allocation per thread).
+        """
+        key = (h, w, nb if parallel else 0)
+        ip = self._ip_cache.get(key)
         if ip is None:
             ho, wo, pt, pl = conv_geometry(h, w, self.kernel, self.stride, self.padding)
             hdr = self._hdr.copy()
             hdr[_PT], hdr[_PL], hdr[_HO], hdr[_WO] = pt, pl, ho, wo
+            hdr[_NCH] = nb * ho if parallel else 1
             ip = np.concatenate([hdr, self._tail])
-            self._ip_cache[(h, w)] = ip
+            self._ip_cache[key] = ip
         return ip
 
     def new_output(self, nb, ho, wo):
@@ -360,14 +374,15 @@ class BConv:
             return np.empty((nb, ho, wo, self.out_channels), np.int32)
         return np.empty((nb, ho, wo, self.out_channels), np.float32)
 
-    def run(self, x, ip, out):
-        """Run the kernel with no checks (``x`` C-contiguous uint64 NHWC)."""
+    def run(self, x, ip, out, parallel=False):
+        """Run the kernel with no checks (C-contiguous input; ``ip`` from
+        :meth:`params` with the same ``parallel``)."""
         m = self.output
-        kern = _bconv_kernel_parallel if get_num_threads() > 1 else _bconv_kernel
+        kern = _bconv_kernel_parallel if parallel else _bconv_kernel
         kern(x, self.wt, ip, self.fp,
-                      out if m == "threshold" else _EMPTY_U64,
-                      out if m == "int" else _EMPTY_I32,
-                      out if m == "affine" else _EMPTY_F32)
+             out if m == "threshold" else _EMPTY_U64,
+             out if m == "int" else _EMPTY_I32,
+             out if m == "affine" else _EMPTY_F32)
         return out
 
     def __call__(self, x):
@@ -381,8 +396,8 @@ class BConv:
         x = np.ascontiguousarray(x)
         nb, h, w, _ = x.shape
         ho, wo = self.out_hw(h, w)
-        ensure_threads()
-        return self.run(x, self.params(h, w), self.new_output(nb, ho, wo))
+        par = ensure_threads() > 1
+        return self.run(x, self.params(h, w, nb, par), self.new_output(nb, ho, wo), par)
 
 
 def bconv(x, weight, in_channels, stride=(1, 1), padding="same", output="int", thresh=None,

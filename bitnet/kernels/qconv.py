@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import get_num_threads, jit
+from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
 from ._common import (block_width, fblock_affine, fblock_sum, fblock_thresh, group_words,
@@ -27,8 +27,8 @@ from .geometry import conv_geometry
 
 __all__ = ["QConv", "qconv"]
 
-_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _CO, _GW = range(11)
-_NHDR = 11
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _CO, _GW, _NCH = range(12)
+_NHDR = 12
 
 
 @jit()
@@ -120,31 +120,38 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
     scale = fp[cp:2 * cp]
     bias = fp[2 * cp:]
     gw = ip[_GW]
-    for r in prange(nb * h_out):
-        b = r // h_out
-        y = r - b * h_out
-        # levels of every window of the output row, as float32 (padding: level 0)
+    # one chunk of consecutive output rows per thread, with its own buffers (allocated
+    # once per chunk, not per row: an allocation per row cost more than a 16-channel
+    # row of convolution); a row is computed the same way in any chunk
+    rows = nb * h_out
+    nchunks = max(1, min(ip[_NCH], rows))
+    for t in prange(nchunks):
         qr = np.zeros((kp, w_out), dtype=np.float32)     # tap k of pixel xo: qr[k, xo]
         acc = np.zeros(64, dtype=np.float32)
-        # (innermost loop over the row's pixels: see the gather in bconv)
-        for ky in range(kh):
-            iy = y * sh - pt + ky
-            if iy < 0 or iy >= h:
-                continue
-            for kx in range(kw):
-                x_lo = max(0, -((kx - pl) // sw))
-                x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
-                for ci in range(c_in):
-                    k = (ky * kw + kx) * c_in + ci
-                    for xo in range(x_lo, x_hi):
-                        qr[k, xo] = np.float32(lv[b, iy, xo * sw - pl + kx, ci])
-        for ob in range(nblk):
-            if mode == 1:
-                _row_threshold(qr, wf, ob, gw, acc, fbound, flipw[ob], out_bits[b, y])
-            elif mode == 2 and (ob + 1) * L <= c_out:
-                _row_affine(qr, wf, ob, gw, acc, scale, bias, out_real, r * w_out * c_out, c_out)
-            else:
-                _row_dot(qr, wf, ob, gw, acc, mode, scale, bias, out_int, out_real, b, y, c_out)
+        for r in range(t * rows // nchunks, (t + 1) * rows // nchunks):
+            b = r // h_out
+            y = r - b * h_out
+            qr[:] = 0
+            # levels of every window of the output row, as float32 (padding: level 0)
+            # (innermost loop over the row's pixels: see the gather in bconv)
+            for ky in range(kh):
+                iy = y * sh - pt + ky
+                if iy < 0 or iy >= h:
+                    continue
+                for kx in range(kw):
+                    x_lo = max(0, -((kx - pl) // sw))
+                    x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
+                    for ci in range(c_in):
+                        k = (ky * kw + kx) * c_in + ci
+                        for xo in range(x_lo, x_hi):
+                            qr[k, xo] = np.float32(lv[b, iy, xo * sw - pl + kx, ci])
+            for ob in range(nblk):
+                if mode == 1:
+                    _row_threshold(qr, wf, ob, gw, acc, fbound, flipw[ob], out_bits[b, y])
+                elif mode == 2 and (ob + 1) * L <= c_out:
+                    _row_affine(qr, wf, ob, gw, acc, scale, bias, out_real, r * w_out * c_out, c_out)
+                else:
+                    _row_dot(qr, wf, ob, gw, acc, mode, scale, bias, out_int, out_real, b, y, c_out)
 
 
 
@@ -232,14 +239,22 @@ class QConv:
             raise ParameterError(f"{self.name}: {e}") from None
         return ho, wo
 
-    def params(self, h, w):
-        ip = self._ip_cache.get((h, w))
+    def params(self, h, w, nb=1, parallel=False):
+        """The kernel's int64 parameter vector for ``nb`` inputs of ``h × w`` (cached).
+
+        The serial kernel takes the rows as one chunk (buffers allocated once); the
+        parallel one as one chunk per output row (numba hoists the buffers of a
+        ``prange`` body to one allocation per thread).
+        """
+        key = (h, w, nb if parallel else 0)
+        ip = self._ip_cache.get(key)
         if ip is None:
             ho, wo, pt, pl = conv_geometry(h, w, self.kernel, self.stride, self.padding)
             hdr = self._hdr.copy()
             hdr[_PT], hdr[_PL], hdr[_HO], hdr[_WO] = pt, pl, ho, wo
+            hdr[_NCH] = nb * ho if parallel else 1
             ip = np.concatenate([hdr, self._tail])
-            self._ip_cache[(h, w)] = ip
+            self._ip_cache[key] = ip
         return ip
 
     def new_output(self, nb, ho, wo):
@@ -249,13 +264,15 @@ class QConv:
             return np.empty((nb, ho, wo, self.out_channels), np.int32)
         return np.empty((nb, ho, wo, self.out_channels), np.float32)
 
-    def run(self, lv, ip, out):
+    def run(self, lv, ip, out, parallel=False):
+        """Run the kernel with no checks (C-contiguous input; ``ip`` from
+        :meth:`params` with the same ``parallel``)."""
         m = self.output
-        kern = _qconv_kernel_parallel if get_num_threads() > 1 else _qconv_kernel
+        kern = _qconv_kernel_parallel if parallel else _qconv_kernel
         kern(lv, self.wf, ip, self.fp,
-                      out if m == "threshold" else _EMPTY_U64,
-                      out if m == "int" else _EMPTY_I32,
-                      out if m == "affine" else _EMPTY_F32)
+             out if m == "threshold" else _EMPTY_U64,
+             out if m == "int" else _EMPTY_I32,
+             out if m == "affine" else _EMPTY_F32)
         return out
 
     def __call__(self, levels):
@@ -270,8 +287,8 @@ class QConv:
         lv = np.ascontiguousarray(lv)
         nb, h, w, _ = lv.shape
         ho, wo = self.out_hw(h, w)
-        ensure_threads()
-        return self.run(lv, self.params(h, w), self.new_output(nb, ho, wo))
+        par = ensure_threads() > 1
+        return self.run(lv, self.params(h, w, nb, par), self.new_output(nb, ho, wo), par)
 
 
 def qconv(levels, weight, in_channels, bits, stride=(1, 1), padding="same", output="int",
