@@ -103,6 +103,31 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def _git_head() -> str | None:
+    """HEAD of the checkout the suite runs from (plus ``-dirty``), or None outside git."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bitnet", "benchmarks", "trainer"],
+                               cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("-dirty" if dirty else "")) or None
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Keep the JSON small enough to commit: drop each benchmark's list of raw round
+    times (``stats.data``; the roofline alone has ~50 000), keep every statistic.
+    ``BITNET_BENCH_KEEP_DATA=1`` keeps them."""
+    if os.environ.get("BITNET_BENCH_KEEP_DATA") == "1":
+        return
+    for b in output_json.get("benchmarks", []):
+        (b.get("stats") or {}).pop("data", None)
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Record the CPU model, core count, versions and thread settings of every run."""
     machine_info["cpu_model"] = cpu_model()
@@ -122,6 +147,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                   "NUMBA_THREADING_LAYER", "BITNET_NUM_THREADS", "NUMBA_CACHE_DIR")
     }
+    machine_info["source_commit"] = os.environ.get("BITNET_BENCH_COMMIT") or _git_head()
     machine_info["thread_settings"] = (
         "each benchmark sets its own thread count and records it in extra_info['threads']: "
         "torch.set_num_threads(n); onnxruntime SessionOptions intra_op_num_threads=n, "

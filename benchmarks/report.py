@@ -367,6 +367,8 @@ def chart_groups(idx, group: str, path: Path, runtimes, title: str) -> bool:
         return False
     plt = _plt()
     workloads = sorted({k[0] for k in g if k[0] != "roofline"}, key=_sort_key)
+    if not workloads:
+        return False
     configs = sorted({(k[1], k[2]) for k in g if k[0] != "roofline"})
     runtimes = [r for r in runtimes if any(r in v for v in g.values())]
     fig, axes = plt.subplots(1, len(workloads), figsize=(max(9.0, 3.6 * len(workloads)), 4.4), squeeze=False)
@@ -450,8 +452,9 @@ def machine_section(data: dict) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in vers.items() if k != "python" and v),
         f"- thread settings: {mi.get('thread_settings', '?')}; environment: "
         + (", ".join(f"{k}={v}" for k, v in (mi.get("thread_env") or {}).items() if v) or "no thread variables set"),
-        f"- commit {ci.get('id', '?')[:10]}{' (dirty working tree)' if ci.get('dirty') else ''}, "
-        f"branch {ci.get('branch', '?')}; run started {data.get('datetime', '?')}",
+        f"- source: commit {mi.get('source_commit') or ci.get('id', '?')}"
+        f"{' (dirty working tree)' if not mi.get('source_commit') and ci.get('dirty') else ''}; "
+        f"run started {data.get('datetime', '?')}",
     ]
     return out
 
