@@ -111,7 +111,7 @@ def _git_head() -> str | None:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                               text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bitnet", "benchmarks", "trainer"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ":/bitnet", ":/benchmarks", ":/trainer"],
                                cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
