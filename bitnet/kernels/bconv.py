@@ -135,6 +135,102 @@ def _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y,
                 out_real[b, y, xo, lo + j] = np.float32(n - 2 * acc[j]) * scale[lo + j] + bias[lo + j]
 
 
+@jit()
+def _tap_ranges(kw, sw, pl, w, w_out):
+    """Per tap column kx: the output pixels xo with 0 <= xo·sw − pl + kx < w, as
+    ``[xlo[kx], xhi[kx])``; entry ``kw`` is the intersection over all taps."""
+    xlo = np.empty(kw + 1, np.int64)
+    xhi = np.empty(kw + 1, np.int64)
+    for kx in range(kw):
+        xlo[kx] = max(0, -((kx - pl) // sw))
+        xhi[kx] = min(w_out, (w - 1 + pl - kx) // sw + 1)
+    xlo[kw] = xlo[0]
+    xhi[kw] = xhi[kw - 1]
+    return xlo, xhi
+
+
+@jit()
+def _gather_row(x, b, y, xr, seg, kh, kw, sh, pt, pl, sw, xlo, xhi, dense_c):
+    """Gather the windows of output row ``y`` of image ``b`` into ``xr`` (Kp, W_out),
+    ``xlo[kx] <= xo < xhi[kx]`` being the pixels whose tap ``kx`` lies inside the image
+    (index ``kw``: all taps), precomputed per call (integer divisions per row and tap
+    cost more than the gather itself);
+    word-major (word k of pixel xo is ``xr[k, xo]``). Padded pixels are +1: zero words;
+    the tail of each window stays zero. Every innermost loop runs over the row's pixels
+    on contiguous memory (an innermost loop over 1-4 words made LLVM emit vector
+    preambles with alias checks per pixel and tap, which cost more than the
+    convolution); a function of its own, because inlined in the big kernel the same
+    loops ran ~4x slower."""
+    h = x.shape[1]
+    w = x.shape[2]
+    cw_in = x.shape[3]
+    w_out = xr.shape[1]
+    xr[:] = 0
+    for ky in range(kh):
+        iy = y * sh - pt + ky
+        if iy < 0 or iy >= h:
+            continue
+        if dense_c and kw * dense_c <= 64:
+            # patch packing, one window row at a time: the kw taps of the row
+            # form a kw·C_in-bit segment, placed at bit ky·kw·C_in of the window
+            # pixels whose whole window row lies inside the image
+            i_lo = xlo[kw]
+            i_hi = xhi[kw]
+            if kw == 3 and i_lo < i_hi:
+                # the common 3-tap row in one pass; edge pixels tap by tap
+                s1 = np.uint64(dense_c)
+                s2 = np.uint64(2 * dense_c)
+                for xo in range(i_lo, i_hi):
+                    ix = xo * sw - pl
+                    seg[xo] = (x[b, iy, ix, 0] | x[b, iy, ix + 1, 0] << s1
+                               | x[b, iy, ix + 2, 0] << s2)
+                edges = (0, i_lo, i_hi, w_out)
+            else:
+                edges = (0, w_out, w_out, w_out)
+            for e in range(2):
+                e_lo = edges[2 * e]
+                e_hi = edges[2 * e + 1]
+                if e_lo >= e_hi:
+                    continue
+                for xo in range(e_lo, e_hi):
+                    seg[xo] = 0
+                for kx in range(kw):
+                    x_lo = max(e_lo, xlo[kx])
+                    x_hi = min(e_hi, xhi[kx])
+                    sft = np.uint64(kx * dense_c)
+                    for xo in range(x_lo, x_hi):
+                        seg[xo] |= x[b, iy, xo * sw - pl + kx, 0] << sft
+            o = ky * kw * dense_c
+            wi = o >> 6
+            s = np.uint64(o & 63)
+            for xo in range(w_out):
+                xr[wi, xo] |= seg[xo] << s
+            if (o & 63) + kw * dense_c > 64:
+                for xo in range(w_out):
+                    xr[wi + 1, xo] |= seg[xo] >> (np.uint64(64) - s)
+            continue
+        for kx in range(kw):
+            # pixels whose input column xo·sw − pl + kx lies inside [0, w)
+            x_lo = xlo[kx]
+            x_hi = xhi[kx]
+            if dense_c:
+                # patch packing (C_in < 64): tap t's C_in bits go to bit t·C_in
+                # of the window, possibly straddling two words
+                o = (ky * kw + kx) * dense_c
+                wi = o >> 6
+                s = np.uint64(o & 63)
+                for xo in range(x_lo, x_hi):
+                    xr[wi, xo] |= x[b, iy, xo * sw - pl + kx, 0] << s
+                if (o & 63) + dense_c > 64:
+                    for xo in range(x_lo, x_hi):
+                        xr[wi + 1, xo] |= x[b, iy, xo * sw - pl + kx, 0] >> (np.uint64(64) - s)
+            else:
+                for cw in range(cw_in):
+                    k = (ky * kw + kx) * cw_in + cw
+                    for xo in range(x_lo, x_hi):
+                        xr[k, xo] = x[b, iy, xo * sw - pl + kx, cw]
+
+
 def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
     """Binary conv of one batch; see the module docstring for the layout.
 
@@ -168,6 +264,7 @@ def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
     # row of convolution); a row is computed the same way in any chunk
     rows = nb * h_out
     nchunks = max(1, min(ip[_NCH], rows))
+    xlo, xhi = _tap_ranges(kw, sw, pl, w, w_out)
     for t in prange(nchunks):
         xr = np.zeros((kp, w_out), dtype=np.uint64)     # word k of pixel xo: xr[k, xo]
         seg = np.zeros(w_out, dtype=np.uint64)
@@ -175,55 +272,7 @@ def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
         for r in range(t * rows // nchunks, (t + 1) * rows // nchunks):
             b = r // h_out
             y = r - b * h_out
-            xr[:] = 0
-            # gather the windows of the whole output row once, word-major (padded pixels
-            # are +1: zero words; the tail of each window stays zero). Every innermost
-            # loop runs over the row's pixels on contiguous memory (an innermost loop
-            # over 1-4 words made LLVM emit vector preambles with alias checks per pixel
-            # and tap, which cost more than the convolution).
-            for ky in range(kh):
-                iy = y * sh - pt + ky
-                if iy < 0 or iy >= h:
-                    continue
-                if dense_c and kw * dense_c <= 64:
-                    # patch packing, one window row at a time: the kw taps of the row
-                    # form a kw·C_in-bit segment, placed at bit ky·kw·C_in of the window
-                    seg[:] = 0
-                    for kx in range(kw):
-                        x_lo = max(0, -((kx - pl) // sw))
-                        x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
-                        sft = np.uint64(kx * dense_c)
-                        for xo in range(x_lo, x_hi):
-                            seg[xo] |= x[b, iy, xo * sw - pl + kx, 0] << sft
-                    o = ky * kw * dense_c
-                    wi = o >> 6
-                    s = np.uint64(o & 63)
-                    for xo in range(w_out):
-                        xr[wi, xo] |= seg[xo] << s
-                    if (o & 63) + kw * dense_c > 64:
-                        for xo in range(w_out):
-                            xr[wi + 1, xo] |= seg[xo] >> (np.uint64(64) - s)
-                    continue
-                for kx in range(kw):
-                    # pixels whose input column xo·sw − pl + kx lies inside [0, w)
-                    x_lo = max(0, -((kx - pl) // sw))
-                    x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
-                    if dense_c:
-                        # patch packing (C_in < 64): tap t's C_in bits go to bit t·C_in
-                        # of the window, possibly straddling two words
-                        o = (ky * kw + kx) * dense_c
-                        wi = o >> 6
-                        s = np.uint64(o & 63)
-                        for xo in range(x_lo, x_hi):
-                            xr[wi, xo] |= x[b, iy, xo * sw - pl + kx, 0] << s
-                        if (o & 63) + dense_c > 64:
-                            for xo in range(x_lo, x_hi):
-                                xr[wi + 1, xo] |= x[b, iy, xo * sw - pl + kx, 0] >> (np.uint64(64) - s)
-                    else:
-                        for cw in range(cw_in):
-                            k = (ky * kw + kx) * cw_in + cw
-                            for xo in range(x_lo, x_hi):
-                                xr[k, xo] = x[b, iy, xo * sw - pl + kx, cw]
+            _gather_row(x, b, y, xr, seg, kh, kw, sh, pt, pl, sw, xlo, xhi, dense_c)
             # one block of weights at a time (Kp·L words: L1-resident)
             for ob in range(nblk):
                 if mode == 1:

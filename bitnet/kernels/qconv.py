@@ -22,7 +22,7 @@ from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
 from ._common import (block_width, fblock_affine, fblock_sum, fblock_thresh, group_words,
                       serial_and_parallel)
-from .bconv import MODES, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64, _check_output_tensors
+from .bconv import MODES, _tap_ranges, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64, _check_output_tensors
 from .geometry import conv_geometry
 
 __all__ = ["QConv", "qconv"]
@@ -125,6 +125,7 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
     # row of convolution); a row is computed the same way in any chunk
     rows = nb * h_out
     nchunks = max(1, min(ip[_NCH], rows))
+    xlo, xhi = _tap_ranges(kw, sw, pl, w, w_out)
     for t in prange(nchunks):
         qr = np.zeros((kp, w_out), dtype=np.float32)     # tap k of pixel xo: qr[k, xo]
         acc = np.zeros(64, dtype=np.float32)
@@ -139,8 +140,8 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
                 if iy < 0 or iy >= h:
                     continue
                 for kx in range(kw):
-                    x_lo = max(0, -((kx - pl) // sw))
-                    x_hi = min(w_out, (w - 1 + pl - kx) // sw + 1)
+                    x_lo = xlo[kx]
+                    x_hi = xhi[kx]
                     for ci in range(c_in):
                         k = (ky * kw + kx) * c_in + ci
                         for xo in range(x_lo, x_hi):
