@@ -161,10 +161,13 @@ def _gather_row(x, b, y, xr, seg, kh, kw, sh, pt, pl, sw, xlo, xhi, dense_c):
     preambles with alias checks per pixel and tap, which cost more than the
     convolution); a function of its own, because inlined in the big kernel the same
     loops ran ~4x slower."""
+    # (column indices are cast to unsigned: they are never negative here, and numba's
+    # negative-index wraparound on a signed index stopped these loops vectorising)
     h = x.shape[1]
     w = x.shape[2]
     cw_in = x.shape[3]
     w_out = xr.shape[1]
+    x2 = x.reshape(x.shape[0] * h, w * cw_in)
     xr[:] = 0
     for ky in range(kh):
         iy = y * sh - pt + ky
@@ -180,10 +183,17 @@ def _gather_row(x, b, y, xr, seg, kh, kw, sh, pt, pl, sw, xlo, xhi, dense_c):
                 # the common 3-tap row in one pass; edge pixels tap by tap
                 s1 = np.uint64(dense_c)
                 s2 = np.uint64(2 * dense_c)
-                for xo in range(i_lo, i_hi):
-                    ix = xo * sw - pl
-                    seg[xo] = (x[b, iy, ix, 0] | x[b, iy, ix + 1, 0] << s1
-                               | x[b, iy, ix + 2, 0] << s2)
+                if sw == 1:
+                    row = x2[b * h + iy]        # cw_in == 1 here: a contiguous row
+                    for xo in range(i_lo, i_hi):
+                        ix = np.uint64(xo - pl)
+                        seg[xo] = (row[ix] | row[ix + np.uint64(1)] << s1
+                                   | row[ix + np.uint64(2)] << s2)
+                else:
+                    for xo in range(i_lo, i_hi):
+                        ix = np.uint64(xo * sw - pl)
+                        seg[xo] = (x[b, iy, ix, 0] | x[b, iy, ix + np.uint64(1), 0] << s1
+                                   | x[b, iy, ix + np.uint64(2), 0] << s2)
                 edges = (0, i_lo, i_hi, w_out)
             else:
                 edges = (0, w_out, w_out, w_out)
@@ -199,7 +209,7 @@ def _gather_row(x, b, y, xr, seg, kh, kw, sh, pt, pl, sw, xlo, xhi, dense_c):
                     x_hi = min(e_hi, xhi[kx])
                     sft = np.uint64(kx * dense_c)
                     for xo in range(x_lo, x_hi):
-                        seg[xo] |= x[b, iy, xo * sw - pl + kx, 0] << sft
+                        seg[xo] |= x[b, iy, np.uint64(xo * sw - pl + kx), 0] << sft
             o = ky * kw * dense_c
             wi = o >> 6
             s = np.uint64(o & 63)
@@ -220,15 +230,15 @@ def _gather_row(x, b, y, xr, seg, kh, kw, sh, pt, pl, sw, xlo, xhi, dense_c):
                 wi = o >> 6
                 s = np.uint64(o & 63)
                 for xo in range(x_lo, x_hi):
-                    xr[wi, xo] |= x[b, iy, xo * sw - pl + kx, 0] << s
+                    xr[wi, xo] |= x[b, iy, np.uint64(xo * sw - pl + kx), 0] << s
                 if (o & 63) + dense_c > 64:
                     for xo in range(x_lo, x_hi):
-                        xr[wi + 1, xo] |= x[b, iy, xo * sw - pl + kx, 0] >> (np.uint64(64) - s)
+                        xr[wi + 1, xo] |= x[b, iy, np.uint64(xo * sw - pl + kx), 0] >> (np.uint64(64) - s)
             else:
                 for cw in range(cw_in):
                     k = (ky * kw + kx) * cw_in + cw
                     for xo in range(x_lo, x_hi):
-                        xr[k, xo] = x[b, iy, xo * sw - pl + kx, cw]
+                        xr[k, xo] = x[b, iy, np.uint64(xo * sw - pl + kx), cw]
 
 
 def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):

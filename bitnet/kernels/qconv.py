@@ -126,6 +126,7 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
     rows = nb * h_out
     nchunks = max(1, min(ip[_NCH], rows))
     xlo, xhi = _tap_ranges(kw, sw, pl, w, w_out)
+    lv2 = lv.reshape(nb * h, w * c_in)
     for t in prange(nchunks):
         qr = np.zeros((kp, w_out), dtype=np.float32)     # tap k of pixel xo: qr[k, xo]
         acc = np.zeros(64, dtype=np.float32)
@@ -142,10 +143,19 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
                 for kx in range(kw):
                     x_lo = xlo[kx]
                     x_hi = xhi[kx]
+                    if c_in == 1 and sw == 1:
+                        # contiguous row, unsigned index (no wraparound check): the
+                        # conversion loop vectorises (the general one below does not)
+                        row = lv2[b * h + iy]
+                        qk = qr[(ky * kw + kx)]
+                        d = kx - pl
+                        for xo in range(x_lo, x_hi):
+                            qk[xo] = np.float32(row[np.uint64(xo + d)])
+                        continue
                     for ci in range(c_in):
                         k = (ky * kw + kx) * c_in + ci
                         for xo in range(x_lo, x_hi):
-                            qr[k, xo] = np.float32(lv[b, iy, xo * sw - pl + kx, ci])
+                            qr[k, xo] = np.float32(lv[b, iy, np.uint64(xo * sw - pl + kx), ci])
             for ob in range(nblk):
                 if mode == 1:
                     _row_threshold(qr, wf, ob, gw, acc, fbound, flipw[ob], out_bits[b, y])
