@@ -100,6 +100,13 @@ def versions() -> dict[str, str | None]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    if out.get("bitnet-audio") is None:  # running from a checkout, not installed
+        try:
+            import bitnet
+
+            out["bitnet-audio"] = f"{bitnet.__version__} (source tree)"
+        except ImportError:
+            pass
     return out
 
 

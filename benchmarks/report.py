@@ -373,6 +373,7 @@ def chart_groups(idx, group: str, path: Path, runtimes, title: str) -> bool:
     runtimes = [r for r in runtimes if any(r in v for v in g.values())]
     fig, axes = plt.subplots(1, len(workloads), figsize=(max(9.0, 3.6 * len(workloads)), 4.4), squeeze=False)
     from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter
 
     for ax, w in zip(axes[0], workloads):
         cfgs = [c for c in configs if (w, *c) in g]
@@ -387,6 +388,10 @@ def chart_groups(idx, group: str, path: Path, runtimes, title: str) -> bool:
                     ys.append(r["median"] * 1e3)
             ax.bar(xs, ys, width, color=COLORS.get(rt))
         ax.set_yscale("log")
+        vals = [r["median"] * 1e3 for c in cfgs for r in g[(w, *c)].values()]
+        ax.set_ylim(min(vals) / 4, max(vals) * 1.6)  # bars start well below the smallest
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xticks(range(len(cfgs)))
         ax.set_xticklabels([f"b{b}\n{t}T" for b, t in cfgs], fontsize=8)
         ax.set_title(w)
