@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import bitnet
+from bitnet._jit import ensure_threads
 from bitnet.graph import Graph
 from bitnet.kernels import roofline
 from bitnet.workloads import LAYER_SHAPES, WORKLOADS, random_input
@@ -37,6 +38,7 @@ def _graph(name):
 @pytest.mark.parametrize("threads", THREADS)
 def test_roofline(bench, threads):
     bitnet.set_num_threads(threads)
+    ensure_threads()          # the roofline kernels are called directly, not through a Graph
     a, keys = roofline.make_operands(threads)
     reps = 64
     fn = roofline.roofline_kernel if threads == 1 else roofline.roofline_parallel

@@ -13,6 +13,7 @@ directory by itself; ``NUMBA_CACHE_DIR`` overrides both.
 from __future__ import annotations
 
 import os
+import threading
 
 import numba
 
@@ -64,9 +65,10 @@ def set_num_threads(n: int) -> None:
     global _threads
     if not isinstance(n, (int,)) or isinstance(n, bool) or n < 1:
         raise ParameterError(f"thread count must be a positive integer, got {n!r}")
-    n = min(n, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n)
-    _threads = n
+    # numba's own count is applied lazily, by ensure_threads, and only when more than
+    # one thread is asked for: the one-thread path runs serial kernels and never
+    # starts numba's threading layer (a thread pool, and start-up time)
+    _threads = min(n, numba.config.NUMBA_NUM_THREADS)
 
 
 def get_num_threads() -> int:
@@ -77,13 +79,19 @@ def get_num_threads() -> int:
     return _threads
 
 
+_applied = threading.local()
+
+
 def ensure_threads() -> int:
     """Apply the configured thread count to numba in the calling thread and return it.
 
     numba's thread count is thread-local; call this at the top of every public entry
-    point that runs a parallel kernel.
+    point that runs a parallel kernel. With one thread it does nothing (the callers
+    then run serial kernels); otherwise the count applied in this thread is remembered
+    (asking numba costs ~0.5 µs, a tenth of a small layer).
     """
-    n = get_num_threads()
-    if numba.get_num_threads() != n:
+    n = _threads if _threads is not None else get_num_threads()
+    if n > 1 and getattr(_applied, "n", None) != n:
         numba.set_num_threads(n)
+        _applied.n = n
     return n
