@@ -184,11 +184,11 @@ def _gather_row(x, b, y, xr, seg, kh, kw, sh, pt, pl, sw, xlo, xhi, dense_c):
                 s1 = np.uint64(dense_c)
                 s2 = np.uint64(2 * dense_c)
                 if sw == 1:
-                    row = x2[b * h + iy]        # cw_in == 1 here: a contiguous row
+                    ri = b * h + iy             # cw_in == 1 here: a contiguous row
                     for xo in range(i_lo, i_hi):
                         ix = np.uint64(xo - pl)
-                        seg[xo] = (row[ix] | row[ix + np.uint64(1)] << s1
-                                   | row[ix + np.uint64(2)] << s2)
+                        seg[xo] = (x2[ri, ix] | x2[ri, ix + np.uint64(1)] << s1
+                                   | x2[ri, ix + np.uint64(2)] << s2)
                 else:
                     for xo in range(i_lo, i_hi):
                         ix = np.uint64(xo * sw - pl)

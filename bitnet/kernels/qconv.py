@@ -146,11 +146,13 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
                     if c_in == 1 and sw == 1:
                         # contiguous row, unsigned index (no wraparound check): the
                         # conversion loop vectorises (the general one below does not)
-                        row = lv2[b * h + iy]
-                        qk = qr[(ky * kw + kx)]
+                        # (2-D indexing, no row views: a view costs two atomic
+                        # reference-count updates, more than this loop)
+                        ri = b * h + iy
+                        k = ky * kw + kx
                         d = kx - pl
                         for xo in range(x_lo, x_hi):
-                            qk[xo] = np.float32(row[np.uint64(xo + d)])
+                            qr[k, xo] = np.float32(lv2[ri, np.uint64(xo + d)])
                         continue
                     for ci in range(c_in):
                         k = (ky * kw + kx) * c_in + ci
