@@ -245,9 +245,9 @@ def test_wrapper_errors():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("c", CHANNELS + [256, 300])
+@pytest.mark.parametrize("c", CHANNELS + [2, 16, 32, 48, 256, 300])
 def test_bconv_big(rng, c, threads):
-    for _ in range(3):
+    for _ in range(8):
         stride = int(rng.choice([1, 2]))
         padding = str(rng.choice(["same", "valid"]))
         kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
