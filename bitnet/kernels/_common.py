@@ -7,6 +7,11 @@ The hot loops of the convolutions are written as explicit LLVM vector code (numb
 no loop for LLVM to guard with runtime alias checks, and the 64 threshold decisions of
 a block become one output word through ``vpcmpq`` → mask registers (``kunpck``).
 
+Caching caveat: numba's on-disk cache of a kernel is keyed on the kernel's own source
+file only. The intrinsics here are compiled *into* the kernels of bconv.py / qconv.py,
+so after editing this file clear ``bitnet/kernels/__pycache__`` (or touch those files),
+or the old code keeps running from the cache.
+
 Nothing here runs at ``import bitnet``: kernel modules are imported lazily.
 """
 
