@@ -23,7 +23,7 @@ def _train(args) -> int:
         spec_freq_masks=args.freq_masks, spec_time_masks=args.time_masks,
         teacher=args.teacher or "", distill_weight=args.distill_weight,
         distill_temp=args.distill_temp, seed=args.seed, threads=args.threads,
-        eval_every=args.eval_every, progress=not args.no_progress,
+        eval_every=args.eval_every, progress=not args.no_progress, bn_recompute=args.bn,
         command="python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     train(cfg, resume=not args.restart)
     return 0
@@ -82,6 +82,8 @@ def main(argv=None) -> int:
     t.add_argument("--eval-every", type=int, default=1)
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--bn", default="augmented", choices=["augmented", "clean", "none"],
+                   help="final batch-norm statistics (see trainer.train.finalize_bn)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="export a trained run to a .bnn model file")
@@ -91,6 +93,12 @@ def main(argv=None) -> int:
     e.add_argument("--max-clips", type=int, default=0, help="0 = every test clip")
     e.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
     e.set_defaults(func=_export)
+
+    f = sub.add_parser("finalize", help="redo a run's final batch-norm statistics")
+    f.add_argument("run")
+    f.add_argument("--bn", default="augmented", choices=["augmented", "clean", "none"])
+    f.set_defaults(func=lambda a: (__import__("trainer.train", fromlist=["x"])
+                                   .finalize_run(a.run, a.bn), 0)[1])
 
     m = sub.add_parser("models", help="list the model names")
     m.set_defaults(func=_models)

@@ -411,8 +411,12 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
     twin = run_dir.parent / (run_dir.name + "-float")
     for cand in (twin, Path(str(info["config"].get("teacher") or "__none__"))):
         if (cand / "result.json").exists():
-            acc["float_twin_test"] = json.loads((cand / "result.json").read_text())["test_accuracy"]
+            tres = json.loads((cand / "result.json").read_text())
+            acc["float_twin_test"] = tres["test_accuracy"]
+            twin_cmd = tres.get("command", "")
             break
+    else:
+        twin_cmd = ""
     prov = {
         "dataset": desc if not desc.startswith("FSDD") else
         desc + "; Free Spoken Digit Dataset (Jakobovski), CC BY-SA 4.0",
@@ -422,6 +426,9 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
         "model_kwargs": info.get("model_kwargs", {}),
         "accuracy": acc,
         "command": info["config"].get("command", ""),
+        **({"finalize_command": res["finalize_command"]} if res.get("finalize_command") else {}),
+        "bn_statistics": info["config"].get("bn_recompute", "clean"),
+        **({"float_twin_command": twin_cmd} if twin_cmd else {}),
         "export_command": "python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "trainer": {"torch": torch.__version__, "git": _git_commit(),
                     "epochs": info["config"].get("epochs"), "seed": info["config"].get("seed")},

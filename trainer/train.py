@@ -39,7 +39,8 @@ from . import data as D
 from . import models as M
 from .layers import clip_latent_weights, latent_parameters
 
-__all__ = ["TrainConfig", "train", "load_run", "recompute_bn_stats", "evaluate"]
+__all__ = ["TrainConfig", "train", "load_run", "recompute_bn_stats", "finalize_bn", "evaluate",
+           "finalize_run"]
 
 
 @dataclass
@@ -72,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     eval_every: int = 1
+    bn_recompute: str = "augmented"  # augmented | clean | none (see finalize_bn)
     cache_dir: str = ""
     progress: bool = True
     command: str = ""
@@ -131,6 +133,34 @@ def recompute_bn_stats(model: nn.Module, x: np.ndarray, batch_size: int = 256) -
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.eval()
+
+
+def finalize_bn(model, cfg: TrainConfig, feat, waves, x_train: np.ndarray, mode: str) -> None:
+    """Set the batch-norm statistics used in eval mode (and so in the exported file).
+
+    ``augmented`` (default): recompute them exactly over one pass of the *training
+    distribution* (waveform augmentation and SpecAugment as in training, batches of the
+    training size), since the learned shifts and BN parameters co-adapted with batch
+    statistics of augmented data; ``clean``: over the clean training features; ``none``:
+    keep the moving averages of the last training steps. On FSDD run b (no distillation),
+    the test accuracy was 99.3% (augmented), 96.0% (clean) and 99.7% (moving averages):
+    eval-mode BNNs are sensitive to these statistics; clean statistics mismatch training.
+    """
+    if mode == "none":
+        model.eval()
+        return
+    if mode == "clean":
+        recompute_bn_stats(model, x_train, batch_size=cfg.batch_size)
+        return
+    if mode != "augmented":
+        raise ValueError(f"bn_recompute={mode!r}: expected augmented, clean or none")
+    rng = np.random.default_rng([cfg.seed, 1_000_003])
+    gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
+    xa = D.augmented_features(feat, waves, D.WaveAug(noise_prob=cfg.noise_prob), rng) \
+        if cfg.wave_aug else x_train
+    xa = torch.from_numpy(xa)[torch.randperm(len(xa), generator=gen)]
+    xs = spec_augment(xa, cfg, gen).numpy()
+    recompute_bn_stats(model, xs, batch_size=cfg.batch_size)
 
 
 @torch.no_grad()
@@ -323,13 +353,20 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
                     "rows": rows, "info": info}, tmp)
         os.replace(tmp, ckpt)
 
-    acc_stale = evaluate(model, x_test, y_test)[0]
-    recompute_bn_stats(model, x_train)
+    accs = {"ema": evaluate(model, x_test, y_test)[0]}
+    if cfg.bn_recompute != "clean":  # reported for information only, never used to choose
+        finalize_bn(model, cfg, feat, waves, x_train, "clean")
+        accs["clean"] = evaluate(model, x_test, y_test)[0]
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+    finalize_bn(model, cfg, feat, waves, x_train, cfg.bn_recompute)
     acc, loss, logits = evaluate(model, x_test, y_test)
+    accs[cfg.bn_recompute] = acc
+    acc_stale = accs["ema"]
     pred = logits.argmax(1)
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (y_test, pred), 1)
     result = {"test_accuracy": acc, "test_loss": loss, "test_accuracy_before_bn_recompute": acc_stale,
+              "bn_recompute": cfg.bn_recompute, "test_accuracy_by_bn_stats": accs,
               "train_clips": len(x_train), "test_clips": len(x_test), "dataset": desc,
               "model": cfg.model, "float_twin": cfg.float_twin, "epochs": cfg.epochs,
               "command": cfg.command,
@@ -340,4 +377,38 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
     _plots(out, rows, cm, train_set.label_names,
            f"{cfg.model}{' float twin' if cfg.float_twin else ''}: test {acc:.3f}")
     log(f"final test accuracy {acc:.4f} (before BN recompute {acc_stale:.4f}); wrote {out}")
+    return result
+
+
+def finalize_run(run_dir, mode: str = "augmented", log=print) -> dict:
+    """Redo the final batch-norm statistics of a finished run from ``last.pt``.
+
+    Writes ``model.pt`` and ``result.json`` again (``python -m trainer finalize RUN``).
+    """
+    run_dir = Path(run_dir)
+    ck = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+    info = ck["info"]
+    cfg = TrainConfig(**{**info["config"], "bn_recompute": mode})
+    torch.set_num_threads(max(1, cfg.threads))
+    model = M.build(info["model"], n_classes=len(info["labels"]), float_twin=info["float_twin"],
+                    **info.get("model_kwargs", {}))
+    model.load_state_dict(ck["model"])
+    feat = D.Featurizer(D.frontend_config(**info["frontend"]))
+    train_set, test_set, _ = D.load_dataset(cfg.data, cfg.split, cfg.seed)
+    cache = cfg.cache_dir or None
+    waves = D.load_waves(feat, train_set)
+    x_train = D.clean_features(feat, train_set, cache, waves=waves)
+    x_test = D.clean_features(feat, test_set, cache)
+    y_test = test_set.labels.astype(np.int64)
+    old = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").exists() else {}
+    finalize_bn(model, cfg, feat, waves, x_train, mode)
+    acc, loss, _ = evaluate(model, x_test, y_test)
+    result = {**old, "test_accuracy": acc, "test_loss": loss, "bn_recompute": mode,
+              "finalize_command": f"python -m trainer finalize {run_dir} --bn {mode}"}
+    result.setdefault("test_accuracy_by_bn_stats", {})[mode] = acc
+    info["result"] = result
+    info["config"]["bn_recompute"] = mode
+    torch.save({"model": model.state_dict(), "info": info}, run_dir / "model.pt")
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    log(f"{run_dir}: batch-norm statistics '{mode}': test accuracy {acc:.4f}")
     return result
