@@ -109,16 +109,21 @@ def _intp(context, builder, val, ty):
 
 #: words (or first-layer taps) per group: 9 for wide windows, 3 for small ones
 GROUPS = (3, 9)
+#: first-layer group code for "3×3 taps read from three padded rows": tap (ky, kx) of
+#: pixel xo is ``qs[ky, xo + kx]`` (stride-1 3×3 windows of one input channel, no
+#: per-tap gather)
+ROWS3X3 = 19
+FGROUPS = (3, 9, ROWS3X3)
 
 
-def _by_shape(context, builder, lanes_val, lanes_ty, gw_val, gw_ty, emit, ret=None):
+def _by_shape(context, builder, lanes_val, lanes_ty, gw_val, gw_ty, emit, ret=None, groups=GROUPS):
     """Emit ``emit(L, G)`` for each block width L and group size G, behind one switch on
     the runtime values (LLVM unswitches the loops around the call)."""
     key = builder.add(builder.mul(_intp(context, builder, lanes_val, lanes_ty), ir.Constant(I64, 100)),
                       _intp(context, builder, gw_val, gw_ty))
     fn = builder.function
     end = fn.append_basic_block("shape.end")
-    blocks = {(L, G): fn.append_basic_block(f"shape.{L}.{G}") for L in LANES for G in GROUPS}
+    blocks = {(L, G): fn.append_basic_block(f"shape.{L}.{G}") for L in LANES for G in groups}
     sw = builder.switch(key, blocks[(64, 9)])
     for (L, G), bb in blocks.items():
         if (L, G) != (64, 9):
@@ -183,10 +188,15 @@ def _fmasum(context, builder, L, G, sig, args):
     qoff = _intp(context, builder, args[7], sig.args[7])
     ncols = _ncols(context, builder, sig.args[6], args[6])
     chains = []
-    for i in range(G):
+    rows = G == ROWS3X3
+    for i in range(9 if rows else G):
         w = _load(context, builder, sig.args[0], args[0], builder.add(k, ir.Constant(I64, L * i)), vty)
-        q = _scalar(context, builder, sig.args[6], args[6],
-                    builder.add(qoff, builder.mul(ncols, ir.Constant(I64, i))), F32)
+        if rows:
+            at = builder.add(qoff, builder.add(builder.mul(ncols, ir.Constant(I64, i // 3)),
+                                               ir.Constant(I64, i % 3)))
+        else:
+            at = builder.add(qoff, builder.mul(ncols, ir.Constant(I64, i)))
+        q = _scalar(context, builder, sig.args[6], args[6], at, F32)
         qb = _bcast(builder, q, vty)
         if i % 3 == 0:
             chains.append(builder.fmul(qb, w))
@@ -307,7 +317,7 @@ def fblock_sum(typingctx, w, k, acc, add, lanes, gw, qs, qoff):
             v = _fmasum(context, builder, L, G, sig, args)
             builder.store(v, _ptr(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), v.type), align=4)
 
-        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit)
+        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, groups=FGROUPS)
         return context.get_dummy_value()
 
     return types.none(w, k, acc, add, lanes, gw, qs, qoff), codegen
@@ -330,7 +340,7 @@ def fblock_thresh(typingctx, w, k, acc, add, lanes, gw, qs, qoff, fbound, lo):
             bits = builder.bitcast(builder.fcmp_ordered("<", v, bnd), ir.IntType(L))
             return builder.zext(bits, I64) if L < 64 else bits
 
-        return _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, I64)
+        return _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, I64, groups=FGROUPS)
 
     return types.int64(w, k, acc, add, lanes, gw, qs, qoff, fbound, lo), codegen
 
@@ -356,7 +366,7 @@ def fblock_affine(typingctx, w, k, acc, add, lanes, gw, qs, qoff, scale, bias, l
             y = builder.fadd(builder.fmul(v, sc), bi)
             builder.store(y, _ptr(context, builder, sig.args[11], args[11], off_, v.type), align=4)
 
-        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit)
+        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, groups=FGROUPS)
         return context.get_dummy_value()
 
     return types.none(w, k, acc, add, lanes, gw, qs, qoff, scale, bias, lo, out, off), codegen

@@ -20,8 +20,8 @@ from numba import prange
 from .._jit import jit
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
-from ._common import (block_width, fblock_affine, fblock_sum, fblock_thresh, group_words,
-                      serial_and_parallel)
+from ._common import (ROWS3X3, block_width, fblock_affine, fblock_sum, fblock_thresh,
+                      group_words, serial_and_parallel)
 from .bconv import MODES, _tap_ranges, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64, _check_output_tensors
 from .geometry import conv_geometry
 
@@ -52,6 +52,19 @@ def _row_threshold(qr, wf, ob, gw, acc, fbound, flip, out_row):
         for g in range(1, ng - 1):
             fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw * qr.shape[1])
         word = fblock_thresh(wf, base + last * L, acc, True, L, gw, qr, qoff + last * qr.shape[1], fbound, lo)
+        out_row[xo, ob] = np.uint64(word ^ flip)
+
+
+@jit()
+def _row_threshold_rows(fr, wf, ob, acc, fbound, flip, out_row, w_out):
+    """Threshold outputs of one row of a stride-1 3×3 single-channel first layer, taps
+    read straight from three padded rows of levels ``fr`` (no per-tap gather)."""
+    kp = wf.shape[1]
+    L = wf.shape[2]
+    base = ob * kp * L
+    lo = ob * L
+    for xo in range(w_out):
+        word = fblock_thresh(wf, base, acc, False, L, ROWS3X3, fr, xo, fbound, lo)
         out_row[xo, ob] = np.uint64(word ^ flip)
 
 
@@ -130,9 +143,22 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
     for t in prange(nchunks):
         qr = np.zeros((kp, w_out), dtype=np.float32)     # tap k of pixel xo: qr[k, xo]
         acc = np.zeros(64, dtype=np.float32)
+        fr = np.zeros((kh, w_out + kw - 1), dtype=np.float32)
         for r in range(t * rows // nchunks, (t + 1) * rows // nchunks):
             b = r // h_out
             y = r - b * h_out
+            if gw == ROWS3X3:
+                # three rows of levels as float32, padded columns (and rows) at level 0
+                fr[:] = 0
+                for ky in range(3):
+                    iy = y - pt + ky
+                    if iy >= 0 and iy < h:
+                        ri = b * h + iy
+                        for j in range(w):
+                            fr[ky, np.uint64(j + pl)] = np.float32(lv2[ri, np.uint64(j)])
+                for ob in range(nblk):
+                    _row_threshold_rows(fr, wf, ob, acc, fbound, flipw[ob], out_bits[b, y], w_out)
+                continue
             qr[:] = 0
             # levels of every window of the output row, as float32 (padding: level 0)
             # (innermost loop over the row's pixels: see the gather in bconv)
@@ -221,6 +247,8 @@ class QConv:
         self.wf = np.ascontiguousarray(wf.reshape(kp, nblk, L).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
+        if (kh, kw) == (3, 3) and stride == (1, 1) and in_channels == 1 and output == "threshold":
+            gw = ROWS3X3           # taps read from three padded rows, no gather
         hdr[_MODE], hdr[_CO], hdr[_GW] = MODES[output], c_out, gw
         # threshold: the output bit is set (−1) iff thresh_sign·dot < thresh, i.e.
         # dot < t (sign +1) or dot > −t (sign −1). With flip words as in bconv:
