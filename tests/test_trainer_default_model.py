@@ -1,0 +1,54 @@
+"""The bundled default model: provenance says how it was made, and it is that good.
+
+No torch here: the engine alone re-measures the accuracy the provenance claims.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DEFAULT = Path(__file__).resolve().parents[1] / "bitnet" / "models" / "default.bnn"
+
+
+def _read():
+    from bitnet.modelfile import read_model
+
+    return read_model(DEFAULT)
+
+
+def test_default_model_provenance():
+    header, _ = _read()
+    prov = header["provenance"]
+    if "placeholder" in str(prov.get("status", "")):
+        pytest.skip("default model is still the random placeholder")
+    assert header["labels"] == [str(d) for d in range(10)]
+    for key in ("dataset", "split", "accuracy", "command", "created", "export_command", "license"):
+        assert prov.get(key), key
+    assert prov["command"].startswith("python -m trainer train")
+    assert prov["accuracy"]["test"] >= 0.97
+    assert prov["engine_check"]["predictions_identical"] is True
+    assert prov["engine_check"]["max_abs_logit_diff"] <= 1e-4
+    assert DEFAULT.stat().st_size < 128 * 1024
+
+
+def test_default_model_accuracy_on_fsdd_official_test(fsdd_dir):
+    from bitnet.features import FrontendConfig, clip_features
+    from bitnet.graph import Graph
+    import bitnet
+
+    header, tensors = _read()
+    prov = header["provenance"]
+    if prov.get("split") != "official":
+        pytest.skip("default model not trained on the official split")
+    cfg = FrontendConfig.from_dict(header["frontend"])
+    files = sorted(f for f in fsdd_dir.glob("*.wav") if int(f.stem.split("_")[2]) <= 4)
+    assert len(files) == 300
+    x = np.stack([clip_features(bitnet.load_audio(str(f), sr=cfg.sample_rate)[0], cfg) for f in files])
+    y = np.array([int(f.name[0]) for f in files])
+    g = Graph(header["layers"], tensors, input_shape=header["input"]["shape"], output=header["output"])
+    acc = float(np.mean(g.run(x).argmax(1) == y))
+    assert acc == pytest.approx(prov["accuracy"]["test"], abs=1e-6)
+    assert acc >= 0.97
