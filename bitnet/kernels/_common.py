@@ -372,6 +372,35 @@ def fblock_affine(typingctx, w, k, acc, add, lanes, gw, qs, qoff, scale, bias, l
     return types.none(w, k, acc, add, lanes, gw, qs, qoff, scale, bias, lo, out, off), codegen
 
 
+@intrinsic
+def vop16(typingctx, out, ooff, src, soff, op):
+    """``out[ooff:ooff+16] = src[soff:soff+16]`` (op 0), ``+=`` (op 1) or elementwise
+    max keeping ``out`` unless ``src > out`` (op 2): float32, C-contiguous arrays, flat
+    offsets. One zmm register per call; the pools use it over 16-channel chunks."""
+    if not (_is_arr(out, types.float32) and _is_arr(src, types.float32)
+            and isinstance(ooff, types.Integer) and isinstance(soff, types.Integer)
+            and isinstance(op, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _prefer_512(builder.function)
+        vty = ir.VectorType(F32, 16)
+        oo = _intp(context, builder, args[1], sig.args[1])
+        so = _intp(context, builder, args[3], sig.args[3])
+        optr = _ptr(context, builder, sig.args[0], args[0], oo, vty)
+        v = builder.load(_ptr(context, builder, sig.args[2], args[2], so, vty), align=4)
+        o = builder.load(optr, align=4)
+        opv = _intp(context, builder, args[4], sig.args[4])
+        added = builder.fadd(o, v)
+        maxed = builder.select(builder.fcmp_ordered(">", v, o), v, o)
+        res = builder.select(builder.icmp_signed("==", opv, ir.Constant(I64, 0)), v,
+                             builder.select(builder.icmp_signed("==", opv, ir.Constant(I64, 1)), added, maxed))
+        builder.store(res, optr, align=4)
+        return context.get_dummy_value()
+
+    return types.none(out, ooff, src, soff, op), codegen
+
+
 def group_words(words: int) -> tuple[int, int]:
     """``(G, Kp)``: group size and padded word count for a window of ``words`` words."""
     g = 3 if words <= 6 else 9

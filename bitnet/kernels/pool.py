@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit
+from ._common import vop16
 from ..errors import ParameterError
 from .geometry import pool_geometry
 
@@ -36,29 +37,34 @@ def _maxpool_bits_kernel(x, kh, kw, sh, sw, out):
 
 @jit()
 def _pool_real_kernel(x, kh, kw, sh, sw, is_max, out):
-    # channels innermost (vectorised); each output element still sees its window in
-    # row-major order (ky, then kx), the order of the reference
+    # each output element sees its window in row-major order (ky, then kx), the
+    # order of the reference; channels go 16 at a time through one zmm register
+    # (vop16), the rest one by one
     nb, ho, wo, ch = out.shape
+    h = x.shape[1]
+    w = x.shape[2]
     inv = np.float32(kh * kw)
+    c16 = ch - ch % 16
+    op = 2 if is_max else 1
     for b in range(nb):
         for y in range(ho):
             for xo in range(wo):
-                for c in range(ch):
-                    out[b, y, xo, c] = x[b, y * sh, xo * sw, c]
+                ob = ((b * ho + y) * wo + xo) * ch
                 for ky in range(kh):
                     for kx in range(kw):
-                        if ky == 0 and kx == 0:
-                            continue
-                        iy = y * sh + ky
-                        ix = xo * sw + kx
-                        if is_max:
-                            for c in range(ch):
-                                v = x[b, iy, ix, c]
+                        xb = ((b * h + y * sh + ky) * w + xo * sw + kx) * ch
+                        first = ky == 0 and kx == 0
+                        for c in range(0, c16, 16):
+                            vop16(out, ob + c, x, xb + c, 0 if first else op)
+                        for c in range(c16, ch):
+                            v = x[b, y * sh + ky, xo * sw + kx, c]
+                            if first:
+                                out[b, y, xo, c] = v
+                            elif is_max:
                                 if v > out[b, y, xo, c]:
                                     out[b, y, xo, c] = v
-                        else:
-                            for c in range(ch):
-                                out[b, y, xo, c] += x[b, iy, ix, c]
+                            else:
+                                out[b, y, xo, c] += v
                 if not is_max:
                     for c in range(ch):
                         out[b, y, xo, c] = out[b, y, xo, c] / inv
