@@ -5,11 +5,16 @@ DESIGN §2 defines the first-layer dot through bitplanes,
 :func:`bitnet.kernels.reference.qconv_reference`, computes exactly that). Since
 ``Σ_b 2^b·x_b = q``, it equals ``Σ q·w`` with ``w = ±1``, which is what this kernel
 computes: the levels are small integers and every partial sum stays below ``2**24``
-(checked at preparation), so float32 multiply-adds of ``q`` with ``±1.0`` are exact
-(no fused multiply-add, no reassociation: ``fastmath`` is off) and the result is the
-same integer. This is the "re-tile at load time" freedom of DESIGN §2: the weights are
-stored as ±1.0 in a ``(kh·kw·C_in, C_out)`` matrix so the inner loop runs over output
-channels (16 float32 per zmm). ``same`` padding pads with level 0, which adds nothing.
+(checked at preparation), so float32 products of ``q`` with ``±1.0`` and their sums are
+exact integers whatever the order or fusion (the block intrinsics use ``llvm.fma`` in
+three chains), and the result is the same integer. This is the "re-tile at load time"
+freedom of DESIGN §2: the weights are stored as ±1.0 in blocks of ``L`` output
+channels (``(nblk, Kp, L)``, as in bconv) so one tap is broadcast against 16 output
+channels per zmm register. ``same`` padding pads with level 0, which adds nothing.
+
+The windows of a row are gathered as float32, tap-major (``(Kp, W_out)``). The usual
+first layer (3×3, stride 1, one input channel, threshold output) skips the gather: the
+block intrinsic reads its nine taps straight from three zero-padded rows of levels.
 """
 
 from __future__ import annotations
