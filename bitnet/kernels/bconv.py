@@ -234,6 +234,13 @@ def _gather_row(x, b, y, xr, seg, kh, kw, sh, pt, pl, sw, xlo, xhi, dense_c):
                 if (o & 63) + dense_c > 64:
                     for xo in range(x_lo, x_hi):
                         xr[wi + 1, xo] |= x[b, iy, np.uint64(xo * sw - pl + kx), 0] >> (np.uint64(64) - s)
+            elif sw == 1:
+                ri = b * h + iy             # a row of words: contiguous for one word
+                for cw in range(cw_in):
+                    k = (ky * kw + kx) * cw_in + cw
+                    d = (kx - pl) * cw_in + cw
+                    for xo in range(x_lo, x_hi):
+                        xr[k, xo] = x2[ri, np.uint64(xo * cw_in + d)]
             else:
                 for cw in range(cw_in):
                     k = (ky * kw + kx) * cw_in + cw
