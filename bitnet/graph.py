@@ -40,6 +40,11 @@ __all__ = ["Graph", "ValueInfo", "LayerInfo", "OPS"]
 OPS = ("quantize", "qconv", "bconv", "bdense", "sign", "maxpool", "avgpool", "global_avgpool",
        "flatten", "dense", "add", "concat")
 
+#: With more than one thread, a convolution runs its parallel twin only from this much
+#: work per example (binary MACs): waking the other threads costs several µs, more than
+#: a small layer gains (LC-BNN's layers all stay serial; KWS-BNN-M's all go parallel).
+PARALLEL_MIN_WORK = 10_000_000
+
 _OUTPUT_TENSORS = {"int": {}, "threshold": {"thresh": np.int32, "thresh_sign": np.int32},
                    "affine": {"scale": np.float32, "bias": np.float32}}
 
@@ -435,8 +440,9 @@ class Graph:
         lay.info.macs = ho * wo * c_out * kernel[0] * kernel[1] * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
         lay.step = _conv_step(kb._bconv_kernel, conv.wt, conv.params(h, w), conv.fp, output, out_info)
-        lay.step_par = _conv_step(kb._bconv_kernel_parallel, conv.wt, conv.params(h, w, 1, True), conv.fp,
-                                  output, out_info)
+        if lay.info.macs >= PARALLEL_MIN_WORK:
+            lay.step_par = _conv_step(kb._bconv_kernel_parallel, conv.wt, conv.params(h, w, 1, True),
+                                      conv.fp, output, out_info)
         lay.ref = lambda x: bconv_reference(x, wt, c_in, kernel, stride, padding, output, **ot)
 
     def _prep_qconv(self, lay, where, attrs, troles, in_info):
@@ -463,8 +469,9 @@ class Graph:
         lay.info.macs = ho * wo * c_out * kernel[0] * kernel[1] * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
         lay.step = _conv_step(kq._qconv_kernel, conv.wf, conv.params(h, w), conv.fp, output, out_info)
-        lay.step_par = _conv_step(kq._qconv_kernel_parallel, conv.wf, conv.params(h, w, 1, True), conv.fp,
-                                  output, out_info)
+        if 32 * lay.info.macs >= PARALLEL_MIN_WORK:      # a level MAC costs ~32 binary MACs
+            lay.step_par = _conv_step(kq._qconv_kernel_parallel, conv.wf, conv.params(h, w, 1, True),
+                                      conv.fp, output, out_info)
         lay.ref = lambda x: qconv_reference(x, wt, c_in, bits, kernel, stride, padding, output, **ot)
 
     def _prep_bdense(self, lay, where, attrs, troles, in_info):
