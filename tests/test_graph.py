@@ -157,3 +157,72 @@ def test_bad_input():
         Graph([{"name": "x", "op": "conv"}], {})
     with pytest.raises(ParameterError, match="output value"):
         Graph(*lc_bnn(), output="nope")
+
+
+def _residual_graph(rng):
+    """A Bi-Real-style graph exercising add, concat, real max-pool, bit pooling, dense on
+    bits and on reals: every op of docs/graph.md."""
+    from bitnet.packing import pack_signs
+
+    def bw(*shape):
+        return pack_signs(rng.standard_normal(shape))
+
+    def f32(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    T = {
+        "c0.weight": bw(8, 3, 3, 1), "c0.scale": f32(8), "c0.bias": f32(8),
+        "s1.shift": f32(8),
+        "c1.weight": bw(8, 3, 3, 8), "c1.scale": f32(8), "c1.bias": f32(8),
+        "c2.weight": bw(70, 3, 3, 16), "c2.thresh": rng.integers(-20, 20, 70).astype(np.int32),
+        "c2.thresh_sign": rng.choice(np.array([-1, 1], np.int32), 70),
+        "fc.weight": f32(5, 16), "fc.bias": f32(5),
+        "fcb.weight": f32(5, 70), "fcb.bias": f32(5),
+        "bd.weight": bw(7, 70), "bd.scale": f32(7), "bd.bias": f32(7),
+    }
+    L = [
+        {"name": "q", "op": "quantize", "inputs": ["input"], "attrs": {"bits": 4, "offset": -2.0, "scale": 3.5}},
+        {"name": "c0", "op": "qconv", "inputs": ["q"], "attrs": {"in_channels": 1, "out_channels": 8, "kernel": [3, 3],
+         "stride": [1, 1], "padding": "same", "bits": 4, "output": "affine"},
+         "tensors": {"weight": "c0.weight", "scale": "c0.scale", "bias": "c0.bias"}},
+        {"name": "s1", "op": "sign", "inputs": ["c0"], "attrs": {"channels": 8}, "tensors": {"shift": "s1.shift"}},
+        {"name": "c1", "op": "bconv", "inputs": ["s1"], "attrs": {"in_channels": 8, "out_channels": 8, "kernel": [3, 3],
+         "stride": [1, 1], "padding": "same", "output": "affine"},
+         "tensors": {"weight": "c1.weight", "scale": "c1.scale", "bias": "c1.bias"}},
+        {"name": "res", "op": "add", "inputs": ["c0", "c1"]},
+        {"name": "cat", "op": "concat", "inputs": ["res", "c0"]},
+        {"name": "mp", "op": "maxpool", "inputs": ["cat"], "attrs": {"kernel": [2, 2]}},
+        {"name": "s2", "op": "sign", "inputs": ["mp"], "attrs": {"channels": 16}},
+        {"name": "c2", "op": "bconv", "inputs": ["s2"], "attrs": {"in_channels": 16, "out_channels": 70, "kernel": [3, 3],
+         "stride": [2, 2], "padding": "same", "output": "threshold"},
+         "tensors": {"weight": "c2.weight", "thresh": "c2.thresh", "thresh_sign": "c2.thresh_sign"}},
+        {"name": "mpb", "op": "maxpool", "inputs": ["c2"], "attrs": {"kernel": [2, 2], "stride": [1, 1]}},
+        {"name": "gapb", "op": "global_avgpool", "inputs": ["mpb"], "attrs": {"channels": 70}},
+        {"name": "fcb", "op": "dense", "inputs": ["gapb"], "attrs": {"in_features": 70, "out_features": 5},
+         "tensors": {"weight": "fcb.weight", "bias": "fcb.bias"}},
+        {"name": "gap", "op": "global_avgpool", "inputs": ["mp"], "attrs": {"channels": 16}},
+        {"name": "fc", "op": "dense", "inputs": ["gap"], "attrs": {"in_features": 16, "out_features": 5},
+         "tensors": {"weight": "fc.weight", "bias": "fc.bias"}},
+        {"name": "gb", "op": "global_avgpool", "inputs": ["c2"], "attrs": {"channels": 70}},
+        {"name": "sgb", "op": "sign", "inputs": ["gb"], "attrs": {"channels": 70}},
+        {"name": "bd", "op": "bdense", "inputs": ["sgb"], "attrs": {"in_features": 70, "out_features": 7, "output": "affine"},
+         "tensors": {"weight": "bd.weight", "scale": "bd.scale", "bias": "bd.bias"}},
+    ]
+    return L, T
+
+
+def test_every_op_run_equals_reference(rng):
+    layers, tensors = _residual_graph(rng)
+    g = Graph(layers, tensors, (9, 11, 1), output="fc")
+    x = (rng.standard_normal((3, 9, 11)) * 2).astype(np.float32)
+    x[0, 0, :3] = 0.0
+    y, vals = g.run(x, return_values=True)
+    yr, vref = g.run_reference(x, return_values=True)
+    assert_values_equal(vals, vref)
+    assert y.shape == (3, 5)
+    assert g.value_info["cat"].shape == (9, 11, 16) and g.value_info["c2"].shape == (2, 3, 2)
+    assert g.value_info["gapb"].kind == "real" and g.value_info["bd"].shape == (7,)
+    with pytest.raises(ParameterError, match="'res'.*different shapes"):
+        bad = copy.deepcopy(layers)
+        bad[4]["inputs"] = ["c0", "mp"]
+        Graph(bad, tensors, (9, 11, 1))
