@@ -224,5 +224,5 @@ def test_every_op_run_equals_reference(rng):
     assert g.value_info["gapb"].kind == "real" and g.value_info["bd"].shape == (7,)
     with pytest.raises(ParameterError, match="'res'.*different shapes"):
         bad = copy.deepcopy(layers)
-        bad[4]["inputs"] = ["c0", "mp"]
+        bad[4]["inputs"] = ["c0", "input"]
         Graph(bad, tensors, (9, 11, 1))
