@@ -7,6 +7,8 @@
 * :mod:`.sign` – the ``sign`` and ``quantize`` ops.
 * :mod:`.head` – float32 dense head, softmax, argmax.
 * :mod:`.geometry` – output sizes and padding.
+* :mod:`.roofline` – the xor+popcount+add roofline microbenchmark.
+* :mod:`._common` – popcount and the explicit-vector block intrinsics the kernels share.
 
 Importing this package imports neither numba nor any kernel; import the modules.
 """
