@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 _REFS = ("max", "one")
+#: the longest model window, in frames (about 3 hours at a 10 ms hop): a bound that keeps
+#: an edited model file from asking for absurd amounts of memory
+MAX_FRAMES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,8 @@ class FrontendConfig:
         if isinstance(sr, bool) or not isinstance(sr, numbers.Integral) or sr <= 0:
             raise ParameterError(f"sample_rate must be a positive integer (Hz), got {sr!r}")
         fr = self.frames
-        if isinstance(fr, bool) or not isinstance(fr, numbers.Integral) or fr < 1:
-            raise ParameterError(f"frames must be a positive integer, got {fr!r}")
+        if isinstance(fr, bool) or not isinstance(fr, numbers.Integral) or not 1 <= fr <= MAX_FRAMES:
+            raise ParameterError(f"frames must be an integer in 1..{MAX_FRAMES}, got {fr!r}")
         if self.ref not in _REFS:
             raise ParameterError(f"ref must be one of {_REFS}, got {self.ref!r}")
         top = self.top_db

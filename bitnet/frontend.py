@@ -144,11 +144,22 @@ def mel_to_hz(mels, htk: bool = False):
 # parameter checks
 
 
-def _int_param(name: str, value, minimum: int = 1) -> int:
+#: Upper bounds on the frontend's sizes. Far above any audio model's settings, they keep a
+#: nonsensical value (a typo, or an edited model file) from asking for gigabytes of
+#: filterbank or window memory instead of failing with a clear message.
+MAX_N_FFT = 1 << 16
+MAX_N_MELS = 1024
+MAX_HOP = 1 << 20
+MAX_SR = 1_000_000
+
+
+def _int_param(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
         raise ParameterError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ParameterError(f"{name} must be <= {maximum}, got {value!r}")
     return int(value)
 
 
@@ -162,8 +173,10 @@ def _float_param(name: str, value, *, positive: bool = False) -> float:
 
 def _check_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm):
     sr = _float_param("sr", sr, positive=True)
-    n_fft = _int_param("n_fft", n_fft, 2)
-    n_mels = _int_param("n_mels", n_mels, 1)
+    if sr > MAX_SR:
+        raise ParameterError(f"sr must be <= {MAX_SR} Hz, got {sr!r}")
+    n_fft = _int_param("n_fft", n_fft, 2, MAX_N_FFT)
+    n_mels = _int_param("n_mels", n_mels, 1, MAX_N_MELS)
     fmin = _float_param("fmin", fmin)
     if fmin < 0:
         raise ParameterError(f"fmin must be >= 0 Hz, got {fmin!r}")
@@ -295,8 +308,8 @@ class _Plan(NamedTuple):
 @functools.lru_cache(maxsize=64, typed=True)
 def _plan(sr, n_fft, hop_length, win_length, n_mels, fmin, fmax, htk, norm, center, pad_mode, power, amin):
     sr, n_fft, n_mels, fmin, fmax, htk, norm = _check_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm)
-    hop = _int_param("hop_length", hop_length, 1)
-    win_length = n_fft if win_length is None else _int_param("win_length", win_length, 1)
+    hop = _int_param("hop_length", hop_length, 1, MAX_HOP)
+    win_length = n_fft if win_length is None else _int_param("win_length", win_length, 1, MAX_N_FFT)
     if win_length > n_fft:
         raise ParameterError(f"win_length={win_length} must be <= n_fft={n_fft}; raise n_fft or lower win_length")
     if not isinstance(center, (bool, np.bool_)):

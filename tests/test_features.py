@@ -168,3 +168,11 @@ def test_window_stream_empty_and_bad_args():
         WindowStream(FrontendConfig(), 0)
     with pytest.raises(ParameterError):
         WindowStream({"n_fft": 256}, 10)
+
+
+@pytest.mark.parametrize("field, value", [("n_fft", 1 << 30), ("n_mels", 10**6), ("hop_length", 1 << 40),
+                                          ("sample_rate", 10**9), ("frames", 1 << 40), ("win_length", 1 << 30)])
+def test_absurd_sizes_are_refused_before_allocating(field, value):
+    # an edited model file must fail with a clear error, not a MemoryError
+    with pytest.raises(ParameterError, match=field.replace("sample_rate", "sr")):
+        FrontendConfig.from_dict({field: value})
