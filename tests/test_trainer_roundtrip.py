@@ -160,3 +160,21 @@ def test_train_api_manifest_and_export_run(tmp_path, rng, maybe_fsdd):
     # resuming a finished run trains no further epochs and gives the same result
     res2 = train(cfg, log=lambda *a: None)
     assert res2["test_accuracy"] == res["test_accuracy"]
+
+
+def test_exporter_warns_about_float_layers():
+    model = M.build("lc-bnn").eval()
+    layers, tensors, _ = E.to_graph(model)
+    rows = E.layer_table(layers, tensors, model.input_shape)
+    assert E._float_warnings(model, rows) == []
+    # a float dense that should have been binary (two float denses, the first large)
+    model.layers[9] = M.Dense(64, 100)
+    layers, tensors, _ = E.to_graph(model)
+    rows = E.layer_table(layers, tensors, model.input_shape)
+    msgs = E._float_warnings(model, rows)
+    assert any("before the last layer" in m for m in msgs)
+    # a float conv inside a binarized model has no engine op at all
+    model.layers[2] = torch.nn.Conv2d(16, 16, 3, padding=1)
+    assert any("FLOAT layer" in m for m in E._float_warnings(model, rows))
+    with pytest.raises(E.ExportError, match="no engine op"):
+        E.to_graph(model)
