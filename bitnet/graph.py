@@ -120,10 +120,11 @@ def _pos_int(attrs, key, where):
 class _Layer:
     """Validated layer: prepared fast step and reference step (both take arrays)."""
 
-    __slots__ = ("info", "step", "step_par", "ref")
+    __slots__ = ("info", "step", "step_par", "ref", "fuse")
 
     def __init__(self):
         self.step_par = None
+        self.fuse = None        # what a fused chain needs to know of this layer (see _fuse)
 
 
 class Graph:
@@ -143,6 +144,9 @@ class Graph:
     input_kind : ``"real"`` (default) or ``"bits"``
         ``"bits"`` makes the input packed uint64 ``(N, H, W, ceil(C/64))`` (used to
         benchmark single binary layers, packed bits in → packed bits out).
+    fuse : bool
+        Replace chains of layers by fused kernels in :meth:`run` (default; identical
+        results, see :meth:`_fuse`); ``False`` runs one kernel per layer.
 
     Attributes
     ----------
@@ -150,6 +154,8 @@ class Graph:
         Kind and shape of every value, ``"input"`` included.
     layer_info : list of LayerInfo
         Per layer: input/output kinds and shapes, parameters, MACs, weight bytes.
+    fused : list of tuple of str
+        The chains of layers :meth:`run` runs as one fused kernel (layer names).
 
     Raises
     ------
@@ -157,7 +163,8 @@ class Graph:
         For anything malformed, naming the layer (index, name, op).
     """
 
-    def __init__(self, layers, tensors, input_shape=(40, 101, 1), output=None, input_kind="real"):
+    def __init__(self, layers, tensors, input_shape=(40, 101, 1), output=None, input_kind="real",
+                 fuse=True):
         if not isinstance(layers, (list, tuple)) or not layers:
             raise ParameterError("graph: layers must be a non-empty list of layer dicts")
         if not isinstance(tensors, dict):
@@ -178,8 +185,10 @@ class Graph:
         self._tensors = tensors
         slots = {"input": 0}
         steps = []
+        prepared_layers = []
         for i, layer in enumerate(layers):
             prepared = self._prepare(i, layer)
+            prepared_layers.append(prepared)
             info = prepared.info
             if info.output in slots:
                 raise ParameterError(f"layer {i} {info.name!r} ({info.op}): output name {info.output!r} is already used by another value")
@@ -195,9 +204,95 @@ class Graph:
         self._out_slot = slots[out]
         self._n_slots = len(slots)
         self._slot_names = {v: k for k, v in slots.items()}
-        self._fast = tuple((s[0], s[3], s[4]) for s in steps)
-        self._fast_par = tuple((s[1], s[3], s[4]) for s in steps)
+        self._unfused = tuple((s[0], s[3], s[4]) for s in steps)
+        self._unfused_par = tuple((s[1], s[3], s[4]) for s in steps)
         self._ref = tuple((s[2], s[3], s[4]) for s in steps)
+        self.fused = []
+        if fuse:
+            self._fast, self._fast_par = self._fuse(prepared_layers, steps, slots, out)
+        else:
+            self._fast, self._fast_par = self._unfused, self._unfused_par
+
+    # ------------------------------------------------------------------ fusion
+
+    def _fuse(self, prepared, steps, slots, out):
+        """The run plans with chains of layers replaced by fused kernels.
+
+        A chain is fused only where nothing but the next layer of the chain reads each
+        intermediate value and none of them is the graph output; the fused kernels do
+        the same operations in the same order as the unfused ones (bit-identical
+        results, :mod:`bitnet.kernels.fused`). Fused kernels are serial, so a chain is
+        fused only where its convolution would stay serial with any thread count.
+        ``self.fused`` lists the fused chains (layer names).
+        """
+        readers = {}
+        for p in prepared:
+            for name in p.info.inputs:
+                readers[name] = readers.get(name, 0) + 1
+
+        def private(p, nxt):
+            # the output of p is read by nxt only, and is not the graph output
+            o = p.info.output
+            return o != out and readers.get(o, 0) == 1 and nxt.info.inputs == [o]
+
+        fast, fast_par = [], []
+        i = 0
+        while i < len(prepared):
+            chain = self._match_conv_pool_sign(prepared, i, private)
+            if chain is not None:
+                step, n = chain
+                first, last = prepared[i], prepared[i + n - 1]
+                ins, o = (slots[first.info.inputs[0]],), slots[last.info.output]
+                fast.append((step, ins, o))
+                fast_par.append((step, ins, o))
+                self.fused.append(tuple(p.info.name for p in prepared[i:i + n]))
+                i += n
+                continue
+            s = steps[i]
+            fast.append((s[0], s[3], s[4]))
+            fast_par.append((s[1], s[3], s[4]))
+            i += 1
+        return tuple(fast), tuple(fast_par)
+
+    @staticmethod
+    def _match_conv_pool_sign(prepared, i, private):
+        """bconv (affine, serial) → avgpool → [flatten] → sign: ``(step, n_layers)`` or None."""
+        conv = prepared[i]
+        if conv.info.op != "bconv" or conv.fuse is None or conv.step_par is not None:
+            return None
+        if i + 2 >= len(prepared):
+            return None
+        pool = prepared[i + 1]
+        if pool.info.op != "avgpool" or not private(conv, pool):
+            return None
+        j = i + 2
+        flat = prepared[j].info.op == "flatten"
+        if flat:
+            if j + 1 >= len(prepared) or not private(pool, prepared[j]):
+                return None
+            j += 1
+        sign = prepared[j]
+        if sign.info.op != "sign" or not private(prepared[j - 1], sign):
+            return None
+        from .kernels import fused as kf
+
+        bc, (h, w) = conv.fuse
+        (pkh, pkw), (psh, psw) = pool.fuse
+        pho, pwo = pool.info.out_info.shape[:2]
+        pp = kf.pool_params((pkh, pkw), (psh, psw), pho, pwo, flat)
+        shift = sign.fuse
+        has = shift is not None
+        sh = shift if has else kf._NO_SHIFT
+        kern = kf._bconv_pool_sign_kernel
+        wt, ip, fp = bc.wt, bc.params(h, w), bc.fp
+        oshape = sign.info.out_info.shape
+
+        def step(x):
+            out = np.empty((x.shape[0],) + oshape, np.uint64)
+            kern(x, wt, ip, fp, pp, sh, has, out)
+            return out
+
+        return step, j - i + 1
 
     # ------------------------------------------------------------------ running
 
@@ -251,7 +346,11 @@ class Graph:
         """
         from ._jit import ensure_threads
 
-        plan = self._fast_par if ensure_threads() > 1 else self._fast
+        par = ensure_threads() > 1
+        if return_values:       # every value by name: the unfused plan
+            plan = self._unfused_par if par else self._unfused
+        else:
+            plan = self._fast_par if par else self._fast
         return self._execute(plan, self._check_input(x), return_values)
 
     __call__ = run
@@ -444,6 +543,8 @@ class Graph:
             lay.step_par = _conv_step(kb._bconv_kernel_parallel, conv.wt, conv.params(h, w, 1, True),
                                       conv.fp, output, out_info)
         lay.ref = lambda x: bconv_reference(x, wt, c_in, kernel, stride, padding, output, **ot)
+        if output == "affine":
+            lay.fuse = (conv, (h, w))
 
     def _prep_qconv(self, lay, where, attrs, troles, in_info):
         from .kernels import qconv as kq
@@ -529,6 +630,7 @@ class Graph:
 
         lay.step = step
         lay.ref = lambda x: sign_reference(x, shift)
+        lay.fuse = shift
 
     def _pool_common(self, lay, where, attrs, troles, v):
         self._allowed(where, attrs, ("kernel",), ("stride", "padding"))
@@ -592,6 +694,7 @@ class Graph:
 
         lay.step = step
         lay.ref = lambda x: kr.avgpool_reference(x, kernel, stride)
+        lay.fuse = (kernel, stride)
 
     def _prep_global_avgpool(self, lay, where, attrs, troles, in_info):
         from .kernels import pool as kp

@@ -280,3 +280,15 @@ def argmax(logits, axis=-1):
 
 
 _ = n_words  # re-exported for users of the references
+
+
+def bconv_pool_sign_reference(x, weight, in_channels, kernel, stride, padding, scale, bias,
+                              pool_kernel, pool_stride=None, flatten=False, shift=None):
+    """The fused chain ``bconv`` (affine) → ``avgpool`` → [``flatten``] → ``sign``, as the
+    unfused references composed (the spec of :mod:`bitnet.kernels.fused`)."""
+    y = bconv_reference(x, weight, in_channels, kernel, stride, padding, "affine",
+                        scale=scale, bias=bias)
+    y = avgpool_reference(y, pool_kernel, pool_stride)
+    if flatten:
+        y = flatten_reference(y)
+    return sign_reference(y, shift)
