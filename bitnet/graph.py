@@ -238,7 +238,8 @@ class Graph:
         fast, fast_par = [], []
         i = 0
         while i < len(prepared):
-            chain = self._match_conv_pool_sign(prepared, i, private)
+            chain = (self._match_conv_pool_sign(prepared, i, private)
+                     or self._match_quantize_qconv(prepared, i, private))
             if chain is not None:
                 step, n = chain
                 first, last = prepared[i], prepared[i + n - 1]
@@ -253,6 +254,32 @@ class Graph:
             fast_par.append((s[1], s[3], s[4]))
             i += 1
         return tuple(fast), tuple(fast_par)
+
+    @staticmethod
+    def _match_quantize_qconv(prepared, i, private):
+        """quantize → qconv (3×3, stride 1, one channel, threshold): ``(step, 2)`` or None."""
+        quant = prepared[i]
+        if quant.info.op != "quantize" or i + 1 >= len(prepared):
+            return None
+        qc = prepared[i + 1]
+        if qc.info.op != "qconv" or qc.fuse is None or qc.step_par is not None or not private(quant, qc):
+            return None
+        from .kernels import fused as kf
+
+        conv, (h, w) = qc.fuse
+        if not kf.quantize_qconv_applies(conv):
+            return None
+        off, sc, top = quant.fuse
+        kern = kf._quantize_qconv_kernel
+        wf, ip, fp = conv.wf, conv.params(h, w), conv.fp
+        oshape = qc.info.out_info.shape
+
+        def step(x):
+            out = np.empty((x.shape[0],) + oshape, np.uint64)
+            kern(x, off, sc, top, wf, ip, fp, out)
+            return out
+
+        return step, 2
 
     @staticmethod
     def _match_conv_pool_sign(prepared, i, private):
@@ -276,15 +303,16 @@ class Graph:
             return None
         from .kernels import fused as kf
 
-        bc, (h, w) = conv.fuse
+        bc, (h, w), weight = conv.fuse
         (pkh, pkw), (psh, psw) = pool.fuse
         pho, pwo = pool.info.out_info.shape[:2]
-        pp = kf.pool_params((pkh, pkw), (psh, psw), pho, pwo, flat)
+        wseg = kf.segment_weights(bc, weight)
+        pp = kf.pool_params((pkh, pkw), (psh, psw), pho, pwo, flat, wseg is not None)
         shift = sign.fuse
         has = shift is not None
         sh = shift if has else kf._NO_SHIFT
         kern = kf._bconv_pool_sign_kernel
-        wt, ip, fp = bc.wt, bc.params(h, w), bc.fp
+        wt, ip, fp = (bc.wt if wseg is None else wseg), bc.params(h, w), bc.fp
         oshape = sign.info.out_info.shape
 
         def step(x):
@@ -505,6 +533,7 @@ class Graph:
 
         lay.step = step
         lay.ref = lambda x: quantize_reference(x, bits, offset, scale)
+        lay.fuse = (off, sc, top)
 
     def _conv_common(self, where, attrs, in_c):
         kernel = _int_pair(attrs.get("kernel"), "kernel", where)
@@ -544,7 +573,7 @@ class Graph:
                                       conv.fp, output, out_info)
         lay.ref = lambda x: bconv_reference(x, wt, c_in, kernel, stride, padding, output, **ot)
         if output == "affine":
-            lay.fuse = (conv, (h, w))
+            lay.fuse = (conv, (h, w), wt)
 
     def _prep_qconv(self, lay, where, attrs, troles, in_info):
         from .kernels import qconv as kq
@@ -574,6 +603,7 @@ class Graph:
             lay.step_par = _conv_step(kq._qconv_kernel_parallel, conv.wf, conv.params(h, w, 1, True),
                                       conv.fp, output, out_info)
         lay.ref = lambda x: qconv_reference(x, wt, c_in, bits, kernel, stride, padding, output, **ot)
+        lay.fuse = (conv, (h, w))
 
     def _prep_bdense(self, lay, where, attrs, troles, in_info):
         from .kernels import bconv as kb

@@ -59,7 +59,7 @@ def test_bconv_pool_sign_kernel_matches_reference(case, nb):
     pho, pwo = (ho - pk[0]) // st[0] + 1, (wo - pk[1]) // st[1] + 1
     ch = pho * pwo * co if flat else co
     shift = rng.normal(0, 0.05, ch).astype(np.float32) if has_shift else None
-    got = bconv_pool_sign(x, conv, pk, ps, flat, shift)
+    got = bconv_pool_sign(x, conv, wt, pk, ps, flat, shift)
     want = bconv_pool_sign_reference(x, wt, ci, k, s, pad, sc, bi, pk, ps, flat, shift)
     _same_bits(got, want)
     # pad bits past the last channel stay clear
@@ -94,7 +94,7 @@ def test_lc_bnn_fused(seed, nb):
     x = random_input(shape, batch=nb, seed=seed + 10)
     x[0, :3, :4, 0] = -80.0                    # level 0 exactly
     _check_graph(layers, tensors, shape, x,
-                 [("conv1", "pool1", "sign1"), ("conv2", "pool2", "flat", "sign2")])
+                 [("quant", "conv0"), ("conv1", "pool1", "sign1"), ("conv2", "pool2", "flat", "sign2")])
 
 
 @pytest.mark.parametrize("seed", [0, 5])
@@ -143,7 +143,7 @@ def test_awkward_graph_fused(seed, nb):
     x = random_input(shape, batch=nb, seed=seed)
     x[..., :2, 0] = -80.0
     _check_graph(layers, tensors, shape, x,
-                 [("conv1", "pool1", "sign1"), ("conv2", "pool2", "flat", "sign2")])
+                 [("quant", "conv0"), ("conv1", "pool1", "sign1"), ("conv2", "pool2", "flat", "sign2")])
 
 
 def test_awkward_graph_no_shift_other_pools():
@@ -151,13 +151,13 @@ def test_awkward_graph_no_shift_other_pools():
                                          pool2=((1, 1), (1, 1)), shift=False)
     x = random_input(shape, batch=2, seed=3)
     _check_graph(layers, tensors, shape, x,
-                 [("conv1", "pool1", "sign1"), ("conv2", "pool2", "flat", "sign2")])
+                 [("quant", "conv0"), ("conv1", "pool1", "sign1"), ("conv2", "pool2", "flat", "sign2")])
 
 
 def test_no_fusion_when_a_value_is_read_elsewhere():
     layers, tensors, shape, _ = _awkward(1, extra_reader=True)
     x = random_input(shape, batch=2, seed=4)
-    _check_graph(layers, tensors, shape, x, [("conv2", "pool2", "flat", "sign2")])
+    _check_graph(layers, tensors, shape, x, [("quant", "conv0"), ("conv2", "pool2", "flat", "sign2")])
 
 
 def test_no_fusion_when_an_intermediate_is_the_output():
@@ -181,3 +181,28 @@ def test_fused_threads_identical():
     finally:
         set_num_threads(old)
     _same_bits(y1, y2)
+
+
+@pytest.mark.parametrize("shape", [(40, 51), (13, 19), (3, 3), (5, 64)])
+@pytest.mark.parametrize("c_out", [16, 9, 64, 100])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("nb", [1, 2])
+def test_quantize_qconv_kernel_matches_reference(shape, c_out, padding, nb):
+    from bitnet.kernels.fused import quantize_qconv
+    from bitnet.kernels.qconv import QConv
+    from bitnet.kernels.reference import quantize_qconv_reference
+
+    h, w = shape
+    rng = np.random.default_rng(h * 1000 + w + c_out)
+    x = rng.uniform(-90.0, 10.0, (nb, h, w, 1)).astype(np.float32)   # clipped both ways
+    x[0, 0, :2, 0] = [-80.0, np.nan]                                  # level 0, NaN -> 0
+    bits, offset, scale = 8, -80.0, 255.0 / 80.0
+    wt = pack_signs(rng.standard_normal((c_out, 3, 3, 1)))
+    t = np.round(rng.normal(0, 0.5 * np.sqrt(9 * 128), c_out)).astype(np.int32)
+    s = rng.choice(np.array([-1, 1], np.int32), c_out)
+    t[0], s[0] = 0, 1                      # dot >= 0: exact zeros decide
+    conv = QConv(wt, 1, bits, (1, 1), padding, "threshold", thresh=t, thresh_sign=s)
+    got = quantize_qconv(x, bits, offset, scale, conv)
+    want = quantize_qconv_reference(x, bits, offset, scale, wt, 1, (3, 3), (1, 1), padding,
+                                    "threshold", thresh=t, thresh_sign=s)
+    _same_bits(got, want)

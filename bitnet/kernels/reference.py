@@ -292,3 +292,11 @@ def bconv_pool_sign_reference(x, weight, in_channels, kernel, stride, padding, s
     if flatten:
         y = flatten_reference(y)
     return sign_reference(y, shift)
+
+
+def quantize_qconv_reference(x, bits, offset, scale, weight, in_channels, kernel=(3, 3),
+                             stride=(1, 1), padding="same", output="threshold", **out_tensors):
+    """The fused chain ``quantize`` → ``qconv``, as the unfused references composed."""
+    lv = quantize_reference(x, bits, offset, scale)
+    return qconv_reference(lv, weight, in_channels, bits, kernel, stride, padding, output,
+                           **out_tensors)
