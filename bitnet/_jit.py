@@ -2,8 +2,10 @@
 
 Every kernel in bitnet is compiled with :func:`jit` (or ``jit(parallel=True)``), so the
 options below are the only place where ``cache``, ``nogil``, ``fastmath`` and
-``parallel`` are decided. Nothing here imports numba at ``import bitnet`` time: the
-modules that define kernels import this one, and those are imported lazily.
+``parallel`` are decided (the ahead-of-time build, :mod:`bitnet._aot`, uses the same
+``error_model`` and releases the GIL too). Nothing here imports numba until a kernel is
+defined or more than one thread is asked for: with the ahead-of-time kernels and one
+thread, a process never imports numba.
 
 Compiled kernels are cached on disk (``cache=True``). When the package directory is not
 writable (a system-wide or read-only install) numba falls back to a per-user cache
@@ -14,8 +16,6 @@ from __future__ import annotations
 
 import os
 import threading
-
-import numba
 
 #: Options shared by every kernel (``njit`` is nopython already; passing
 #: ``nopython=True`` to it only makes numba warn). ``fastmath`` stays off: the float paths must match
@@ -34,11 +34,21 @@ def jit(parallel: bool = False, **overrides):
         Per-kernel exceptions to :data:`JIT_OPTIONS` (should be rare; say why at the
         call site).
     """
+    import numba
+
     opts = dict(JIT_OPTIONS)
     opts.update(overrides)
     if parallel:
         opts["parallel"] = True
     return numba.njit(**opts)
+
+
+def _max_threads() -> int:
+    """numba's thread limit (``NUMBA_NUM_THREADS``): imports numba, so only asked for
+    more than one thread (the one-thread path may run without numba at all)."""
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def _default_threads() -> int:
@@ -67,15 +77,16 @@ def set_num_threads(n: int) -> None:
         raise ParameterError(f"thread count must be a positive integer, got {n!r}")
     # numba's own count is applied lazily, by ensure_threads, and only when more than
     # one thread is asked for: the one-thread path runs serial kernels and never
-    # starts numba's threading layer (a thread pool, and start-up time)
-    _threads = min(n, numba.config.NUMBA_NUM_THREADS)
+    # starts numba's threading layer (a thread pool, and start-up time), nor imports
+    # numba when the ahead-of-time kernels are there (bitnet._aot)
+    _threads = 1 if n == 1 else min(n, _max_threads())
 
 
 def get_num_threads() -> int:
     """Return the thread count the parallel kernels use."""
     global _threads
     if _threads is None:
-        set_num_threads(min(_default_threads(), numba.config.NUMBA_NUM_THREADS))
+        set_num_threads(_default_threads())
     return _threads
 
 
@@ -92,6 +103,8 @@ def ensure_threads() -> int:
     """
     n = _threads if _threads is not None else get_num_threads()
     if n > 1 and getattr(_applied, "n", None) != n:
+        import numba
+
         numba.set_num_threads(n)
         _applied.n = n
     return n

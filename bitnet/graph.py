@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ParameterError
+from .kernels import _registry
 from .kernels.geometry import conv_geometry, pool_geometry
 from .packing import n_words
 
@@ -44,6 +45,8 @@ OPS = ("quantize", "qconv", "bconv", "bdense", "sign", "maxpool", "avgpool", "gl
 #: work per example (binary MACs): waking the other threads costs several µs, more than
 #: a small layer gains (LC-BNN's layers all stay serial; KWS-BNN-M's all go parallel).
 PARALLEL_MIN_WORK = 10_000_000
+
+_NO_SHIFT = np.zeros(1, np.float32)
 
 _OUTPUT_TENSORS = {"int": {}, "threshold": {"thresh": np.int32, "thresh_sign": np.int32},
                    "affine": {"scale": np.float32, "bias": np.float32}}
@@ -264,13 +267,13 @@ class Graph:
         qc = prepared[i + 1]
         if qc.info.op != "qconv" or qc.fuse is None or qc.step_par is not None or not private(quant, qc):
             return None
-        from .kernels import fused as kf
+        from .kernels import fused_layer as kf
 
         conv, (h, w) = qc.fuse
         if not kf.quantize_qconv_applies(conv):
             return None
         off, sc, top = quant.fuse
-        kern = kf._quantize_qconv_kernel
+        kern = _registry.get("quantize_qconv")
         wf, ip, fp = conv.wf, conv.params(h, w), conv.fp
         oshape = qc.info.out_info.shape
 
@@ -301,7 +304,7 @@ class Graph:
         sign = prepared[j]
         if sign.info.op != "sign" or not private(prepared[j - 1], sign):
             return None
-        from .kernels import fused as kf
+        from .kernels import fused_layer as kf
 
         bc, (h, w), weight = conv.fuse
         (pkh, pkw), (psh, psw) = pool.fuse
@@ -311,7 +314,7 @@ class Graph:
         shift = sign.fuse
         has = shift is not None
         sh = shift if has else kf._NO_SHIFT
-        kern = kf._bconv_pool_sign_kernel
+        kern = _registry.get("bconv_pool_sign_flat" if flat else "bconv_pool_sign")
         wt, ip, fp = (bc.wt if wseg is None else wseg), bc.params(h, w), bc.fp
         oshape = sign.info.out_info.shape
 
@@ -521,9 +524,7 @@ class Graph:
             raise ParameterError(f"{where}: offset and scale must be finite")
         bits = int(bits)
         lay.info.out_info = ValueInfo("levels", v.shape, v.channels, bits)
-        from .kernels import sign as ks
-
-        kern = ks._quantize_kernel
+        kern = _registry.get("quantize")
         off, sc, top = np.float32(offset), np.float32(scale), np.float32((1 << bits) - 1)
 
         def step(x):
@@ -548,7 +549,7 @@ class Graph:
         return kernel, stride, padding, c_in, c_out
 
     def _prep_bconv(self, lay, where, attrs, troles, in_info):
-        from .kernels import bconv as kb
+        from .kernels import bconv_layer as kb
         from .kernels.reference import bconv_reference
 
         self._allowed(where, attrs, ("in_channels", "out_channels", "kernel", "output"), ("stride", "padding"))
@@ -567,16 +568,16 @@ class Graph:
         lay.info.params = c_out * kernel[0] * kernel[1] * c_in + len(ot) * c_out
         lay.info.macs = ho * wo * c_out * kernel[0] * kernel[1] * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
-        lay.step = _conv_step(kb._bconv_kernel, conv.wt, conv.params(h, w), conv.fp, output, out_info)
+        lay.step = _conv_step(_registry.get("bconv"), conv.wt, conv.params(h, w), conv.fp, output, out_info)
         if lay.info.macs >= PARALLEL_MIN_WORK:
-            lay.step_par = _conv_step(kb._bconv_kernel_parallel, conv.wt, conv.params(h, w, 1, True),
+            lay.step_par = _conv_step(_registry.get_parallel("bconv"), conv.wt, conv.params(h, w, 1, True),
                                       conv.fp, output, out_info)
         lay.ref = lambda x: bconv_reference(x, wt, c_in, kernel, stride, padding, output, **ot)
         if output == "affine":
             lay.fuse = (conv, (h, w), wt)
 
     def _prep_qconv(self, lay, where, attrs, troles, in_info):
-        from .kernels import qconv as kq
+        from .kernels import qconv_layer as kq
         from .kernels.reference import qconv_reference
 
         self._allowed(where, attrs, ("in_channels", "out_channels", "kernel", "bits", "output"), ("stride", "padding"))
@@ -598,15 +599,15 @@ class Graph:
         lay.info.params = c_out * kernel[0] * kernel[1] * c_in + len(ot) * c_out
         lay.info.macs = ho * wo * c_out * kernel[0] * kernel[1] * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
-        lay.step = _conv_step(kq._qconv_kernel, conv.wf, conv.params(h, w), conv.fp, output, out_info)
+        lay.step = _conv_step(_registry.get("qconv"), conv.wf, conv.params(h, w), conv.fp, output, out_info)
         if 32 * lay.info.macs >= PARALLEL_MIN_WORK:      # a level MAC costs ~32 binary MACs
-            lay.step_par = _conv_step(kq._qconv_kernel_parallel, conv.wf, conv.params(h, w, 1, True),
+            lay.step_par = _conv_step(_registry.get_parallel("qconv"), conv.wf, conv.params(h, w, 1, True),
                                       conv.fp, output, out_info)
         lay.ref = lambda x: qconv_reference(x, wt, c_in, bits, kernel, stride, padding, output, **ot)
         lay.fuse = (conv, (h, w))
 
     def _prep_bdense(self, lay, where, attrs, troles, in_info):
-        from .kernels import bconv as kb
+        from .kernels import bconv_layer as kb
         from .kernels.reference import bdense_reference
 
         self._allowed(where, attrs, ("in_features", "out_features", "output"))
@@ -624,7 +625,7 @@ class Graph:
         lay.info.params = c_out * c_in + len(ot) * c_out
         lay.info.macs = c_out * c_in
         lay.info.weight_bytes = wt.nbytes + nbytes
-        step4 = _conv_step(kb._bconv_kernel, conv.wt, conv.params(1, 1), conv.fp, output, out4)
+        step4 = _conv_step(_registry.get("bconv"), conv.wt, conv.params(1, 1), conv.fp, output, out4)
 
         def step(x):
             return step4(x.reshape(x.shape[0], 1, 1, x.shape[1])).reshape(x.shape[0], -1)
@@ -633,7 +634,6 @@ class Graph:
         lay.ref = lambda x: bdense_reference(x, wt, c_in, output, **ot)
 
     def _prep_sign(self, lay, where, attrs, troles, in_info):
-        from .kernels import sign as ks
         from .kernels.reference import sign_reference
 
         self._allowed(where, attrs, ("channels",))
@@ -647,9 +647,9 @@ class Graph:
         lay.info.out_info = ValueInfo("bits", v.shape[:-1] + (n_words(c),), c)
         lay.info.params = 0 if shift is None else c
         lay.info.weight_bytes = 0 if shift is None else shift.nbytes
-        kern = ks._sign_kernel
+        kern = _registry.get("sign")
         has = shift is not None
-        sh = shift if has else ks._NO_SHIFT
+        sh = shift if has else _NO_SHIFT
         cw = n_words(c)
         oshape = lay.info.out_info.shape
 
@@ -677,7 +677,6 @@ class Graph:
         return kernel, stride
 
     def _prep_maxpool(self, lay, where, attrs, troles, in_info):
-        from .kernels import pool as kp
         from .kernels import reference as kr
 
         v = in_info[0]
@@ -686,7 +685,7 @@ class Graph:
         oshape = lay.info.out_info.shape
         lay.info.macs = int(np.prod(oshape)) * kh * kw
         if v.kind == "bits":
-            kern = kp._maxpool_bits_kernel
+            kern = _registry.get("maxpool_bits")
 
             def step(x):
                 out = np.empty((x.shape[0],) + oshape, np.uint64)
@@ -696,7 +695,7 @@ class Graph:
             c = v.channels
             lay.ref = lambda x: kr.maxpool_bits_reference(x, c, kernel, stride)
         else:
-            kern = kp._pool_real_kernel
+            kern = _registry.get("pool_real")
 
             def step(x):
                 out = np.empty((x.shape[0],) + oshape, np.float32)
@@ -707,7 +706,6 @@ class Graph:
         lay.step = step
 
     def _prep_avgpool(self, lay, where, attrs, troles, in_info):
-        from .kernels import pool as kp
         from .kernels import reference as kr
 
         v = in_info[0]
@@ -715,7 +713,7 @@ class Graph:
         (kh, kw), (sh, sw) = kernel, stride = self._pool_common(lay, where, attrs, troles, v)
         oshape = lay.info.out_info.shape
         lay.info.macs = int(np.prod(oshape)) * kh * kw
-        kern = kp._pool_real_kernel
+        kern = _registry.get("pool_real")
 
         def step(x):
             out = np.empty((x.shape[0],) + oshape, np.float32)
@@ -727,7 +725,6 @@ class Graph:
         lay.fuse = (kernel, stride)
 
     def _prep_global_avgpool(self, lay, where, attrs, troles, in_info):
-        from .kernels import pool as kp
         from .kernels import reference as kr
 
         self._allowed(where, attrs, ("channels",))
@@ -740,7 +737,7 @@ class Graph:
         lay.info.out_info = ValueInfo("real", (c,), c)
         lay.info.macs = v.shape[0] * v.shape[1] * c
         if v.kind == "bits":
-            kern = kp._gap_bits_kernel
+            kern = _registry.get("gap_bits")
 
             def step(x):
                 out = np.empty((x.shape[0], c), np.float32)
@@ -749,7 +746,7 @@ class Graph:
 
             lay.ref = lambda x: kr.global_avgpool_bits_reference(x, c)
         else:
-            kern = kp._gap_real_kernel
+            kern = _registry.get("gap_real")
 
             def step(x):
                 out = np.empty((x.shape[0], c), np.float32)
@@ -772,7 +769,6 @@ class Graph:
         lay.ref = flatten_reference
 
     def _prep_dense(self, lay, where, attrs, troles, in_info):
-        from .kernels import head as kh
         from .kernels.reference import dense_reference
 
         self._allowed(where, attrs, ("in_features", "out_features"))
@@ -790,7 +786,7 @@ class Graph:
         lay.info.macs = c_in * c_out
         lay.info.weight_bytes = wt.nbytes + bias.nbytes
         if v.kind == "bits":
-            kern = kh._dense_bits_kernel
+            kern = _registry.get("dense_bits")
 
             def step(x):
                 out = np.empty((x.shape[0], c_out), np.float32)
@@ -839,7 +835,7 @@ class Graph:
 
 def _conv_step(kern, wt, ip, fp, output, out_info):
     """A closure that allocates the output and calls one conv kernel (no checks)."""
-    from .kernels.bconv import _EMPTY_F32, _EMPTY_I32, _EMPTY_U64
+    from .kernels.bconv_layer import _EMPTY_F32, _EMPTY_I32, _EMPTY_U64
 
     oshape = out_info.shape
     if output == "threshold":

@@ -31,8 +31,11 @@ from several Python threads at once (the kernels release the GIL) and gives the 
 results as serial calls. ``bitnet.set_num_threads(n)`` sets how many threads one call
 uses (1 by default).
 
-First run: the kernels are compiled by numba on the first run after installation and
-cached on disk; bitnet says so once on stderr when it finds the cache cold.
+First run: the kernels are compiled ahead of time for this machine on the first run
+after installation (:mod:`bitnet._aot`; ``bitnet compile`` does it beforehand) and
+cached on disk, so that later processes run without importing numba; without that
+module (``BITNET_AOT=0``, no C compiler) numba compiles them and caches them itself.
+Either way bitnet says so once on stderr when it finds the cache cold.
 """
 
 from __future__ import annotations
@@ -217,6 +220,16 @@ def _numba_without_scipy_blas():
             del sys.modules[name]
 
 
+def _jit_in_use() -> bool:
+    """Whether this run compiles or loads numba JIT kernels: no ahead-of-time module
+    (:mod:`bitnet._aot`; it was built or loaded when the graph was prepared), or more
+    than one thread (the parallel twins are JIT only)."""
+    from ._jit import get_num_threads
+    from .kernels import _registry
+
+    return not _registry.aot_active() or get_num_threads() > 1
+
+
 def _run_graph(graph, x: np.ndarray) -> np.ndarray:
     """Run the graph; on the first run in a process, check the kernel cache and say if cold."""
     global _warm
@@ -226,8 +239,8 @@ def _run_graph(graph, x: np.ndarray) -> np.ndarray:
         if _warm:
             return graph.run(x)
         try:
-            marker = _marker()
-            cold = not marker.exists()
+            marker = _marker() if _jit_in_use() else None
+            cold = marker is not None and not marker.exists()
         except OSError:
             marker, cold = None, False
         if cold and not os.environ.get("BITNET_QUIET"):

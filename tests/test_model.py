@@ -367,6 +367,8 @@ def test_untrained_flag(small):
 def test_compile_notice_once_when_cache_cold(small, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(model_mod, "_cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr(model_mod, "_warm", False)
+    # the JIT kernels' notice (the ahead-of-time build's own notice: tests/test_aot.py)
+    monkeypatch.setattr(model_mod, "_jit_in_use", lambda: True)
     x = small.windows(tone(0.5))[0]
     small.logits(x)
     assert "compiling kernels" in capsys.readouterr().err

@@ -37,10 +37,10 @@ from .sign import _sign_kernel
 
 __all__ = ["bconv_pool_sign", "quantize_qconv", "POOL_PARAMS"]
 
-# layout of the int64 pool parameter vector ``pp`` (_PSEG: 1 for the row-segment
-# layout of small inputs, see :func:`segment_weights`)
-_PKH, _PKW, _PSH, _PSW, _PHO, _PWO, _PFLAT, _PSEG = range(8)
-POOL_PARAMS = 8
+# layout of the int64 pool parameter vector ``pp``, pool_params and segment_weights:
+# pure Python, in fused_layer (the graph prepares fused chains without importing numba)
+from .fused_layer import (_NO_SHIFT, _PFLAT, _PHO, _PKH, _PKW, _PSEG, _PSH, _PSW, _PWO,  # noqa: F401
+                          POOL_PARAMS, pool_params, quantize_qconv_applies, segment_weights)
 
 
 @jit()
@@ -173,8 +173,6 @@ def _bconv_pool_sign_kernel(x, wt, ip, fp, pp, shift, has_shift, out):
         _sign_kernel(prow, shift, has_shift, out2[b * per:(b + 1) * per])
 
 
-_NO_SHIFT = np.zeros(1, np.float32)
-
 
 def bconv_pool_sign(x, conv, weight, pool_kernel, pool_stride=None, flatten=False, shift=None):
     """``sign(avgpool(conv(x)))`` (with ``flatten`` between pool and sign if asked) in one
@@ -208,44 +206,6 @@ def bconv_pool_sign(x, conv, weight, pool_kernel, pool_stride=None, flatten=Fals
     _bconv_pool_sign_kernel(x, conv.wt if wseg is None else wseg, conv.params(h, w), conv.fp, pp,
                             _NO_SHIFT if shift is None else shift, shift is not None, out)
     return out
-
-
-def pool_params(kernel, stride, ho, wo, flatten, segments=False):
-    """The int64 pool parameter vector ``pp`` of the fused kernel (``segments``: the
-    weights are :func:`segment_weights`)."""
-    pp = np.zeros(POOL_PARAMS, np.int64)
-    pp[_PKH], pp[_PKW] = kernel
-    pp[_PSH], pp[_PSW] = stride
-    pp[_PHO], pp[_PWO] = ho, wo
-    pp[_PFLAT] = int(bool(flatten))
-    pp[_PSEG] = int(bool(segments))
-    return pp
-
-
-def segment_weights(conv, weight):
-    """Weights of a small-input conv in the row-segment layout of :func:`_segments`,
-    or None where that layout does not apply.
-
-    Applies when a window row fits one word (``kw·C_in <= 64``) and the window's ``kh``
-    words are exactly one group of the block intrinsics (``kh`` = 3 or 9: no group
-    reads a word past the window). Word ``ky`` of output channel ``c`` holds the
-    weights of window row ``ky``, tap ``kx`` at bit ``kx·C_in``; returned as
-    ``(nblk, kh, L)`` uint64 blocks like :class:`.bconv.BConv`'s ``wt``. The dot is
-    unchanged: the same bits meet the same bits, zeros elsewhere on both sides.
-    """
-    from ..packing import pack_signs, unpack_signs
-
-    kh, kw = conv.kernel
-    c_in = conv.in_channels
-    if kw * c_in > 64 or kh not in (3, 9):
-        return None
-    nblk, _, L = conv.wt.shape
-    c_out = conv.out_channels
-    wv = unpack_signs(np.asarray(weight), c_in).reshape(c_out, kh, kw * c_in)
-    words = pack_signs(wv)[..., 0]                      # (C_out, kh)
-    wt = np.zeros((kh, nblk * L), np.uint64)
-    wt[:, :c_out] = words.T
-    return np.ascontiguousarray(wt.reshape(kh, nblk, L).transpose(1, 0, 2))
 
 
 @jit()
@@ -293,12 +253,6 @@ def _row_thresh_plane(plane, poff, wf, ob, acc, fbound, flip, out_row, w_out):
     for xo in range(w_out):
         word = fblock_thresh(wf, base, acc, False, L, ROWS3X3, plane, poff + xo, fbound, lo)
         out_row[xo, ob] = np.uint64(word ^ flip)
-
-
-def quantize_qconv_applies(conv):
-    """Whether :func:`quantize_qconv` can run this :class:`.qconv.QConv`."""
-    return (conv.kernel == (3, 3) and conv.stride == (1, 1) and conv.in_channels == 1
-            and conv.output == "threshold")
 
 
 def quantize_qconv(x, bits, offset, scale, conv):

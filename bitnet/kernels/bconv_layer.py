@@ -1,0 +1,226 @@
+"""Binary convolution / dense layers: weight re-tiling and parameters, in pure Python.
+
+The kernels and the layout they use are described in :mod:`bitnet.kernels.bconv`;
+this module prepares a layer for them (re-tiled weight blocks, the int64 parameter
+vector, threshold bounds) and calls the compiled kernel through
+:mod:`bitnet.kernels._registry`, so it does not import numba itself (with the
+ahead-of-time kernels of :mod:`bitnet._aot`, a model runs without numba).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..packing import n_words, pack_signs, unpack_signs
+from . import _registry
+from .geometry import conv_geometry
+from .layout import block_width, group_words, threshold_bounds
+
+__all__ = ["BConv", "BDense", "bconv", "bdense", "MODES"]
+
+#: output mode codes passed to the kernels
+MODES = {"int": 0, "threshold": 1, "affine": 2}
+
+# layout of the int64 parameter vector ``ip`` of the kernel
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N, _CO, _GW, _DENSE, _NCH = range(14)
+_NHDR = 14
+
+_EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
+_EMPTY_I32 = np.zeros((0, 0, 0, 0), np.int32)
+_EMPTY_F32 = np.zeros((0, 0, 0, 0), np.float32)
+
+
+def _check_output_tensors(where, c_out, output, thresh, thresh_sign, scale, bias):
+    if output not in MODES:
+        raise ParameterError(f"{where}: output must be one of {sorted(MODES)}, got {output!r}")
+    if output == "threshold":
+        for name, t in (("thresh", thresh), ("thresh_sign", thresh_sign)):
+            t = None if t is None else np.asarray(t)
+            if t is None or t.dtype != np.int32 or t.shape != (c_out,):
+                got = "nothing" if t is None else f"{t.dtype} {t.shape}"
+                raise ParameterError(f"{where}: {name} must be int32 of shape ({c_out},), got {got}")
+        if not np.isin(np.asarray(thresh_sign), (-1, 1)).all():
+            raise ParameterError(f"{where}: thresh_sign must hold only +1 and -1")
+    elif output == "affine":
+        for name, t in (("scale", scale), ("bias", bias)):
+            t = None if t is None else np.asarray(t)
+            if t is None or t.dtype != np.float32 or t.shape != (c_out,):
+                got = "nothing" if t is None else f"{t.dtype} {t.shape}"
+                raise ParameterError(f"{where}: {name} must be float32 of shape ({c_out},), got {got}")
+
+
+class BConv:
+    """A prepared binary convolution (weights re-tiled once); call it on packed inputs.
+
+    Parameters
+    ----------
+    weight : uint64 ``(C_out, kh, kw, ceil(C_in/64))``
+        Packed weights (set bit = −1), canonical layout of DESIGN §2.
+    in_channels : int
+        ``C_in`` (the true channel count; pad bits of ``weight`` must be zero).
+    stride : (int, int)
+    padding : ``"same"`` (pad value +1) or ``"valid"``
+    output : ``"int"``, ``"threshold"`` or ``"affine"``
+    thresh, thresh_sign : int32 ``(C_out,)`` (threshold output)
+    scale, bias : float32 ``(C_out,)`` (affine output)
+
+    Examples
+    --------
+    >>> conv = BConv(w, 64, stride=(1, 1), padding="same", output="threshold",
+    ...              thresh=t, thresh_sign=s)                    # doctest: +SKIP
+    >>> y = conv(x)   # uint64 (N, H, W, 1) -> uint64 (N, H, W, 1)   # doctest: +SKIP
+    """
+
+    def __init__(self, weight, in_channels, stride=(1, 1), padding="same", output="int",
+                 thresh=None, thresh_sign=None, scale=None, bias=None, name="bconv"):
+        weight = np.asarray(weight)
+        if weight.dtype != np.uint64 or weight.ndim != 4:
+            raise ParameterError(f"{name}: weight must be uint64 (C_out, kh, kw, Cw), got {weight.dtype} {weight.shape}")
+        c_out, kh, kw, cw = weight.shape
+        if in_channels < 1 or cw != n_words(in_channels):
+            raise ParameterError(f"{name}: weight has {cw} words per pixel but in_channels={in_channels} needs {n_words(max(in_channels, 1))}")
+        if c_out < 1 or kh < 1 or kw < 1:
+            raise ParameterError(f"{name}: empty weight shape {weight.shape}")
+        if padding not in ("same", "valid"):
+            raise ParameterError(f"{name}: padding must be 'same' or 'valid', got {padding!r}")
+        stride = tuple(int(s) for s in stride)
+        if len(stride) != 2 or min(stride) < 1:
+            raise ParameterError(f"{name}: stride must be two positive integers, got {stride}")
+        _check_output_tensors(name, c_out, output, thresh, thresh_sign, scale, bias)
+        self.name = name
+        self.in_channels = int(in_channels)
+        self.out_channels = c_out
+        self.kernel = (kh, kw)
+        self.stride = stride
+        self.padding = padding
+        self.output = output
+        self.n = kh * kw * self.in_channels
+        if in_channels < 64:
+            # patch packing: the kh·kw·C_in bits of a window, tap-major, packed densely
+            # (the gather in the kernel builds the same layout from the input pixels)
+            wv = unpack_signs(weight, in_channels).reshape(c_out, kh * kw * in_channels)
+            wwin = pack_signs(wv)
+            dense_c = in_channels
+        else:
+            wwin = weight.reshape(c_out, kh * kw * cw)
+            dense_c = 0
+        k = wwin.shape[1]
+        gw, kp = group_words(k)
+        L = block_width(c_out)
+        nblk = -(-c_out // L)
+        cp = nblk * L
+        wt = np.zeros((kp, cp), np.uint64)          # zero rows past k pair with zero words
+        wt[:k, :c_out] = wwin.T
+        self.wt = np.ascontiguousarray(wt.reshape(kp, nblk, L).transpose(1, 0, 2))
+        hdr = np.zeros(_NHDR, np.int64)
+        hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
+        hdr[_MODE], hdr[_N], hdr[_CO] = MODES[output], self.n, c_out
+        hdr[_GW], hdr[_DENSE] = gw, dense_c
+        bound = np.full(cp, np.iinfo(np.int64).max, np.int64)
+        flipw = np.zeros(n_words(c_out), np.int64)
+        if output == "threshold":
+            bound[:c_out], flipw = threshold_bounds(thresh, thresh_sign, -2, self.n)
+        self._hdr = hdr
+        self._tail = np.concatenate([bound, flipw])
+        self.fp = np.zeros(2 * cp, np.float32)
+        if output == "affine":
+            self.fp[:c_out] = scale
+            self.fp[cp:cp + c_out] = bias
+        self._ip_cache = {}
+
+    def out_hw(self, h, w):
+        """Output height and width for an ``h × w`` input (ParameterError if empty)."""
+        try:
+            ho, wo, _, _ = conv_geometry(h, w, self.kernel, self.stride, self.padding)
+        except ValueError as e:
+            raise ParameterError(f"{self.name}: {e}") from None
+        return ho, wo
+
+    def params(self, h, w, nb=1, parallel=False):
+        """The kernel's int64 parameter vector for ``nb`` inputs of ``h × w`` (cached).
+
+        The serial kernel takes the rows as one chunk (buffers allocated once); the
+        parallel one as one chunk per output row (numba hoists the buffers of a
+        ``prange`` body to one allocation per thread).
+        """
+        key = (h, w, nb if parallel else 0)
+        ip = self._ip_cache.get(key)
+        if ip is None:
+            ho, wo, pt, pl = conv_geometry(h, w, self.kernel, self.stride, self.padding)
+            hdr = self._hdr.copy()
+            hdr[_PT], hdr[_PL], hdr[_HO], hdr[_WO] = pt, pl, ho, wo
+            hdr[_NCH] = nb * ho if parallel else 1
+            ip = np.concatenate([hdr, self._tail])
+            self._ip_cache[key] = ip
+        return ip
+
+    def new_output(self, nb, ho, wo):
+        """A fresh output array of the right kind for ``nb × ho × wo`` pixels."""
+        if self.output == "threshold":
+            return np.empty((nb, ho, wo, n_words(self.out_channels)), np.uint64)
+        if self.output == "int":
+            return np.empty((nb, ho, wo, self.out_channels), np.int32)
+        return np.empty((nb, ho, wo, self.out_channels), np.float32)
+
+    def run(self, x, ip, out, parallel=False):
+        """Run the kernel with no checks (C-contiguous input; ``ip`` from
+        :meth:`params` with the same ``parallel``)."""
+        m = self.output
+        kern = _registry.get_parallel("bconv") if parallel else _registry.get("bconv")
+        kern(x, self.wt, ip, self.fp,
+             out if m == "threshold" else _EMPTY_U64,
+             out if m == "int" else _EMPTY_I32,
+             out if m == "affine" else _EMPTY_F32)
+        return out
+
+    def __call__(self, x):
+        """Apply to packed input ``x`` uint64 ``(N, H, W, ceil(C_in/64))``."""
+        from .._jit import ensure_threads
+
+        x = np.asarray(x)
+        cw = n_words(self.in_channels)
+        if x.dtype != np.uint64 or x.ndim != 4 or x.shape[3] != cw:
+            raise ParameterError(f"{self.name}: input must be uint64 (N, H, W, {cw}), got {x.dtype} {x.shape}")
+        x = np.ascontiguousarray(x)
+        nb, h, w, _ = x.shape
+        ho, wo = self.out_hw(h, w)
+        par = ensure_threads() > 1
+        return self.run(x, self.params(h, w, nb, par), self.new_output(nb, ho, wo), par)
+
+
+def bconv(x, weight, in_channels, stride=(1, 1), padding="same", output="int", thresh=None,
+          thresh_sign=None, scale=None, bias=None):
+    """Binary convolution of packed NHWC ``x`` (see :class:`BConv`).
+
+    Returns int32 ``(N, Ho, Wo, C_out)``, packed uint64 ``(N, Ho, Wo, ceil(C_out/64))``
+    or float32 ``(N, Ho, Wo, C_out)`` for ``output`` = int / threshold / affine.
+    """
+    return BConv(weight, in_channels, stride, padding, output, thresh, thresh_sign, scale, bias)(x)
+
+
+class BDense(BConv):
+    """A prepared binary dense layer: uint64 ``(N, ceil(C_in/64))`` → ``(N, ...)``."""
+
+    def __init__(self, weight, in_features, output="int", thresh=None, thresh_sign=None,
+                 scale=None, bias=None, name="bdense"):
+        weight = np.asarray(weight)
+        if weight.dtype != np.uint64 or weight.ndim != 2:
+            raise ParameterError(f"{name}: weight must be uint64 (C_out, Cw), got {weight.dtype} {weight.shape}")
+        super().__init__(weight[:, None, None, :], in_features, (1, 1), "valid", output, thresh,
+                         thresh_sign, scale, bias, name=name)
+
+    def __call__(self, x):
+        x = np.asarray(x)
+        cw = n_words(self.in_channels)
+        if x.dtype != np.uint64 or x.ndim != 2 or x.shape[1] != cw:
+            raise ParameterError(f"{self.name}: input must be uint64 (N, {cw}), got {x.dtype} {x.shape}")
+        y = super().__call__(np.ascontiguousarray(x)[:, None, None, :])
+        return y[:, 0, 0, :]
+
+
+def bdense(x, weight, in_features, output="int", thresh=None, thresh_sign=None, scale=None,
+           bias=None):
+    """Binary dense layer on packed ``x`` uint64 ``(N, ceil(C_in/64))`` (see :class:`BConv`)."""
+    return BDense(weight, in_features, output, thresh, thresh_sign, scale, bias)(x)
+

@@ -1,0 +1,73 @@
+"""Layout constants and helpers of the convolution kernels, in pure Python.
+
+Shared by the kernels (:mod:`._common`, :mod:`.bconv`, :mod:`.qconv`) and by the
+layer preparation (:mod:`.bconv_layer`, :mod:`.qconv_layer`), which must not import
+numba: with the ahead-of-time kernels (:mod:`bitnet._aot`) a model runs without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: block widths the intrinsics are compiled for (the ``lanes`` argument picks one at
+#: run time; LLVM unswitches the loops around them)
+LANES = (16, 32, 64)
+
+#: words (or first-layer taps) per group: 9 for wide windows, 3 for small ones
+GROUPS = (3, 9)
+#: first-layer group code for "3×3 taps read from three padded rows": tap (ky, kx) of
+#: pixel xo is ``qs[ky, xo + kx]`` (stride-1 3×3 windows of one input channel, no
+#: per-tap gather)
+ROWS3X3 = 19
+FGROUPS = (3, 9, ROWS3X3)
+
+
+def group_words(words: int) -> tuple[int, int]:
+    """``(G, Kp)``: group size and padded word count for a window of ``words`` words."""
+    g = 3 if words <= 6 else 9
+    return g, -(-words // g) * g
+
+
+def block_width(c_out: int) -> int:
+    """Output channels per block: the smallest of 16, 32, 64 that holds ``c_out`` (64
+    for wider layers, which use several blocks)."""
+    for L in LANES:
+        if c_out <= L:
+            return L
+    return 64
+
+
+def threshold_bounds(thresh, thresh_sign, slope, offset):
+    """Turn ``thresh_sign·dot ≥ thresh`` into ``bit = (v > bound) XOR flip``.
+
+    The kernels accumulate ``v`` with ``dot = offset + slope·v`` and ``slope`` = −2
+    (binary layers: ``v`` = popcount of the XOR, ``dot = n − 2·v``) or −1 (``qconv``:
+    ``v = −dot``). The output is −1 (bit set) iff ``thresh_sign·dot < thresh``:
+
+    * ``thresh_sign = +1``: set iff ``dot < t`` ⟺ ``offset + slope·v ≤ t − 1`` ⟺
+      ``v ≥ (offset − t + 1) / (−slope)`` ⟺ ``v > ceil((offset − t + 1)/(−slope)) − 1``;
+      so ``bound = ceil((offset − t + 1)/|slope|) − 1``, ``flip = 0``.
+    * ``thresh_sign = −1``: set iff ``dot > −t`` ⟺ ``offset + slope·v ≥ 1 − t`` ⟺
+      ``v ≤ floor((offset + t − 1)/|slope|)`` ⟺ not ``(v > bound)`` with that
+      ``bound``; so ``flip = 1``.
+
+    Everything is int64 (``thresh`` is int32, ``offset`` small): no overflow.
+
+    Returns
+    -------
+    bound : int64 ``(C_out,)``, flipw : int64 ``(ceil(C_out/64),)``
+    """
+    t = np.asarray(thresh, dtype=np.int64)
+    s = np.asarray(thresh_sign, dtype=np.int64)
+    m = -int(slope)
+    off = int(offset)
+    pos = -((-(off - t + 1)) // m) - 1          # ceil(a/m) - 1
+    neg = (off + t - 1) // m                    # floor(a/m)
+    bound = np.where(s > 0, pos, neg).astype(np.int64)
+    flip = (s < 0)
+    c_out = t.shape[0]
+    n_w = (c_out + 63) // 64
+    flipw = np.zeros(n_w, dtype=np.uint64)
+    for c in np.nonzero(flip)[0]:
+        flipw[c // 64] |= np.uint64(1) << np.uint64(c % 64)
+    return np.ascontiguousarray(bound), flipw.view(np.int64)
