@@ -247,30 +247,45 @@ def _estimate(d: Path) -> str:
 
 
 def _build_subprocess(d: Path) -> bool:
-    """Build in a child process (numba stays out of this one). True on success."""
-    name, so, js, _ = paths(d)
+    """Build for :func:`load`, saying so; True on success (else warn, remembered)."""
     _say(f"compiling kernels for this machine (first run only, {_estimate(d)})...")
+    try:
+        build(d)
+        return True
+    except RuntimeError as e:
+        _say(f"could not compile the kernels ahead of time ({str(e)[:200]}); "
+             "using the JIT kernels (run 'bitnet compile' to retry)")
+        return False
+
+
+def build(directory: Path | None = None, force: bool = False) -> Path:
+    """Compile the module for this machine into ``directory`` (default
+    :func:`cache_dir`) and return its path; a no-op if a good one is there (unless
+    ``force``; a remembered failure is retried). The compilation runs in a child
+    process: numba stays out of this one, and a fresh numba cache there keeps pycc
+    from linking cached object code. Raises RuntimeError on failure (remembered in the
+    JSON file, so that :func:`load` does not retry every run)."""
+    d = cache_dir() if directory is None else Path(directory)
+    name, so, js, _ = paths(d)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from bitnet._aot import _child; "
-            "raise SystemExit(_child(sys.argv[2]))")
+            "raise SystemExit(_child(sys.argv[2], sys.argv[3] == '1'))")
     env = dict(os.environ)
     env.pop("BITNET_AOT", None)
     try:
-        r = subprocess.run([sys.executable, "-c", code, str(_PKG.parent), str(d)], env=env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, errors="replace")
+        r = subprocess.run([sys.executable, "-c", code, str(_PKG.parent), str(d), "1" if force else "0"],
+                           env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, errors="replace")
         out, rc = r.stdout, r.returncode
     except OSError as e:
         out, rc = str(e), -1
-    if rc == 0 and so.exists():
-        return True
-    info = _read_json(js)
-    if info is None or info.get("status") != "failed":
+    info = _read_json(js) or {}
+    if rc == 0 and so.exists() and info.get("status") == "ok":
+        return so
+    if info.get("status") != "failed":
         tail = " | ".join(out.strip().splitlines()[-3:])
         _record_failure(js, f"build process exited with {rc}: {tail}")
         info = _read_json(js) or {}
-    _say(f"could not compile the kernels ahead of time ({info.get('error', '?')[:200]}); "
-         "using the JIT kernels (run 'bitnet compile' to retry)")
-    return False
+    raise RuntimeError(info.get("error") or f"build process exited with {rc}")
 
 
 def _record_failure(js: Path, error: str) -> None:
@@ -281,10 +296,10 @@ def _record_failure(js: Path, error: str) -> None:
         pass
 
 
-def _child(directory: str) -> int:
+def _child(directory: str, force: bool = False) -> int:
     """Entry point of the build subprocess."""
     try:
-        build(Path(directory))
+        _build_here(Path(directory), force)
     except Exception as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -318,12 +333,9 @@ class _Lock:
             self.f.close()
 
 
-def build(directory: Path | None = None, force: bool = False, verbose: bool = False) -> Path:
-    """Compile the module for this machine into ``directory`` (default
-    :func:`cache_dir`) and return its path; a no-op if a loadable one is there (unless
-    ``force``). Runs in the calling process (imports numba); raises on failure, after
-    recording it in the JSON file."""
-    d = cache_dir() if directory is None else Path(directory)
+def _build_here(d: Path, force: bool = False, verbose: bool = False) -> Path:
+    """The build itself, in this process (the child of :func:`build`): under the lock,
+    into a temporary directory, renamed into place; failures recorded."""
     d.mkdir(parents=True, exist_ok=True)
     name, so, js, lock = paths(d)
     with _Lock(lock):
@@ -345,7 +357,29 @@ def build(directory: Path | None = None, force: bool = False, verbose: bool = Fa
             shutil.rmtree(tmp, ignore_errors=True)
         _write_json(js, dict(_build_facts(), status="ok", file=so.name,
                              build_seconds=round(time.perf_counter() - t0, 1), time=time.time()))
+    _prune(d, keep=name)
     return so
+
+
+#: modules kept per cache directory (older keys: other versions, edited sources)
+KEEP = 8
+
+
+def _prune(d: Path, keep: str) -> None:
+    """Remove all but the :data:`KEEP` most recently built modules of ``d``."""
+    try:
+        entries = sorted(d.glob(_PREFIX + "*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for js in entries[KEEP:]:
+            name = js.name[:-len(".json")]
+            if name == keep:
+                continue
+            for p in (js, js.with_name(name + _ext_suffix()), js.with_name(name + ".lock")):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+    except OSError:
+        pass
 
 
 def _build_facts() -> dict:

@@ -90,7 +90,40 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.add_argument("--debug", action="store_true", help="show tracebacks")
     bench.set_defaults(func=cmd_bench)
+
+    comp = sub.add_parser("compile", help="compile the kernels for this machine ahead of time",
+                          description="Compile the kernels for this CPU into the per-user cache (what the first "
+                                      "run does otherwise), e.g. in a Dockerfile. BITNET_CACHE_DIR sets the cache "
+                                      "directory; BITNET_AOT=0 makes bitnet ignore the result.")
+    comp.add_argument("--force", action="store_true", help="rebuild even if a module is there")
+    comp.add_argument("--json", action="store_true", help="print JSON")
+    comp.add_argument("--debug", action="store_true", help="show tracebacks")
+    comp.set_defaults(func=cmd_compile)
     return p
+
+
+def cmd_compile(args) -> int:
+    import time
+
+    from . import _aot
+
+    t0 = time.perf_counter()
+    try:
+        _aot.build(force=args.force)
+    except Exception as e:
+        if args.debug:
+            raise
+        _err(f"error: could not compile the kernels: {type(e).__name__}: {' '.join(str(e).split())[:500]}")
+        return 1
+    st = _aot.status()
+    st["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.json:
+        print(json.dumps(st))
+    else:
+        print(f"{st['path']}  ({st['size_bytes'] / 1e6:.1f} MB, {st['cpu_name']}, {st['seconds']} s)")
+        if not st["enabled"]:
+            _err("note: BITNET_AOT=0 is set: bitnet will not use this module")
+    return 0
 
 
 # --------------------------------------------------------------------------- infer

@@ -26,3 +26,17 @@ def fsdd_dir():
     if not FSDD.is_dir():
         pytest.skip(f"FSDD not found at {FSDD} (set BITNET_FSDD)")
     return FSDD
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels():
+    """Build this machine's ahead-of-time kernels (bitnet._aot) once, before any test: a
+    fresh checkout starts with an empty cache, and the first model would otherwise
+    build them in the middle of a test (with a notice on stderr)."""
+    from bitnet import _aot
+
+    if os.environ.get("BITNET_AOT", "1") != "0" and _aot.load(build=False) is None:
+        try:
+            _aot.build()
+        except RuntimeError:
+            pass        # no compiler: the JIT kernels run (tests/test_aot.py skips)
