@@ -36,12 +36,10 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+# subprocess, shutil, tempfile, time: imported where needed (a warm start-up needs none)
 
 _PKG = Path(__file__).resolve().parent
 #: the files whose contents key the module: every kernel and everything they use
@@ -74,6 +72,8 @@ def cache_dir() -> Path:
     d = Path(base) / "bitnet"
     if _writable(d):
         return d
+    import tempfile
+
     uid = os.getuid() if hasattr(os, "getuid") else "user"
     return Path(tempfile.gettempdir()) / f"bitnet-cache-{uid}"
 
@@ -243,7 +243,7 @@ def _estimate(d: Path) -> str:
         s = (_read_json(p) or {}).get("build_seconds")
         if isinstance(s, (int, float)):
             secs.append(s)
-    return f"~{max(secs):.0f} s" if secs else "about a minute"
+    return f"~{max(secs):.0f} s" if secs else "~20 s"
 
 
 def _build_subprocess(d: Path) -> bool:
@@ -265,6 +265,8 @@ def build(directory: Path | None = None, force: bool = False) -> Path:
     process: numba stays out of this one, and a fresh numba cache there keeps pycc
     from linking cached object code. Raises RuntimeError on failure (remembered in the
     JSON file, so that :func:`load` does not retry every run)."""
+    import subprocess
+
     d = cache_dir() if directory is None else Path(directory)
     name, so, js, _ = paths(d)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from bitnet._aot import _child; "
@@ -289,6 +291,8 @@ def build(directory: Path | None = None, force: bool = False) -> Path:
 
 
 def _record_failure(js: Path, error: str) -> None:
+    import time
+
     try:
         js.parent.mkdir(parents=True, exist_ok=True)
         _write_json(js, {"status": "failed", "error": error, "time": time.time()})
@@ -336,6 +340,10 @@ class _Lock:
 def _build_here(d: Path, force: bool = False, verbose: bool = False) -> Path:
     """The build itself, in this process (the child of :func:`build`): under the lock,
     into a temporary directory, renamed into place; failures recorded."""
+    import shutil
+    import tempfile
+    import time
+
     d.mkdir(parents=True, exist_ok=True)
     name, so, js, lock = paths(d)
     with _Lock(lock):

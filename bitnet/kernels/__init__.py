@@ -8,7 +8,16 @@
 * :mod:`.head` – float32 dense head, softmax, argmax.
 * :mod:`.geometry` – output sizes and padding.
 * :mod:`.roofline` – the xor+popcount+add roofline microbenchmark.
+* :mod:`.fused` – fused layer chains (bconv→avgpool→sign, quantize→qconv).
 * :mod:`._common` – popcount and the explicit-vector block intrinsics the kernels share.
+
+Pure Python, no numba (what a model needs to run on the ahead-of-time kernels):
+
+* :mod:`._registry` – every compiled kernel by name, ahead-of-time or JIT
+  (:mod:`bitnet._aot` builds the former from its list).
+* :mod:`.bconv_layer`, :mod:`.qconv_layer`, :mod:`.fused_layer` – layer preparation
+  (weight re-tiling, parameter vectors) for the kernels of the modules above.
+* :mod:`.layout` – block widths, group sizes, threshold bounds.
 
 Importing this package imports neither numba nor any kernel; import the modules.
 """
