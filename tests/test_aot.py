@@ -229,3 +229,38 @@ def test_exported_code_uses_vpopcnt(aot_module):
         pytest.skip("needs objdump and a CPU with AVX512-VPOPCNTDQ")
     r = subprocess.run([objdump, "-d", str(aot_module[1])], capture_output=True, text=True)
     assert "vpopcntq" in r.stdout
+
+
+def test_concurrent_builds_compile_once(fresh_cache, monkeypatch):
+    """The lock file: first runs that start together compile once, the others wait."""
+    import threading
+    import time
+
+    compiled = []
+
+    def fake_compile(name, out_dir, verbose):
+        compiled.append(name)
+        time.sleep(0.3)
+        (out_dir / (name + _aot._ext_suffix())).write_bytes(b"stub")
+
+    monkeypatch.setattr(_aot, "_compile", fake_compile)
+    monkeypatch.setattr(_aot, "_build_facts", lambda: {})
+    threads = [threading.Thread(target=_aot._build_here, args=(fresh_cache,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    name, so, js, _ = _aot.paths(fresh_cache)
+    assert compiled == [name]
+    assert so.read_bytes() == b"stub" and _aot._read_json(js)["status"] == "ok"
+    assert not list(fresh_cache.glob(".build-*"))      # temporary directories removed
+
+
+def test_compile_command(aot_on):
+    r = _run("from bitnet.cli import main; raise SystemExit(main(['compile', '--json']))",
+             {"BITNET_CACHE_DIR": str(aot_on[1].parent)})
+    assert r.returncode == 0, r.stderr
+    import json
+
+    st = json.loads(r.stdout)
+    assert st["status"] == "ok" and st["exists"] and st["path"] == str(aot_on[1])
