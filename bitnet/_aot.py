@@ -225,6 +225,9 @@ def _load(d: Path, build: bool):
                 pass
     if not build:
         return None
+    if not _writable(d):
+        _warn_once(d, f"cannot write the compiled kernels to {d} (set BITNET_CACHE_DIR); using the JIT kernels")
+        return None
     ok = _build_subprocess(d)
     if not ok:
         return None

@@ -264,3 +264,16 @@ def test_compile_command(aot_on):
 
     st = json.loads(r.stdout)
     assert st["status"] == "ok" and st["exists"] and st["path"] == str(aot_on[1])
+
+
+def test_unwritable_cache_dir_uses_jit_without_building(fresh_cache, monkeypatch, capsys):
+    fresh_cache.parent.mkdir(parents=True, exist_ok=True)
+    fresh_cache.write_text("a file where the directory should be")
+
+    def must_not_build(d, force=False):
+        raise AssertionError("no build into an unwritable directory")
+
+    monkeypatch.setattr(_aot, "build", must_not_build)
+    assert _aot.load() is None
+    assert "cannot write the compiled kernels" in capsys.readouterr().err
+    assert not _registry.is_aot(_registry.get("quantize"))
