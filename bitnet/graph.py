@@ -520,8 +520,10 @@ class Graph:
             offset, scale = float(attrs["offset"]), float(attrs["scale"])
         except (TypeError, ValueError):
             raise ParameterError(f"{where}: offset and scale must be numbers") from None
-        if not (np.isfinite(offset) and np.isfinite(scale)):
-            raise ParameterError(f"{where}: offset and scale must be finite")
+        f32max = float(np.finfo(np.float32).max)
+        if not (abs(offset) <= f32max and 0 < scale <= f32max):
+            raise ParameterError(f"{where}: offset must be a finite float32 and scale a positive "
+                                 f"finite float32, got offset={offset!r}, scale={scale!r}")
         bits = int(bits)
         lay.info.out_info = ValueInfo("levels", v.shape, v.channels, bits)
         kern = _registry.get("quantize")

@@ -133,6 +133,8 @@ def by_name(layers, name):
     (lambda L, T: T.__setitem__("conv1.thresh_sign", np.zeros(64, np.int32)), r"'conv1'.*thresh_sign"),
     (lambda L, T: by_name(L, "pool1")["attrs"].__setitem__("kernel", [0, 2]), r"'pool1'.*kernel"),
     (lambda L, T: by_name(L, "conv1")["tensors"].__setitem__("scale", "conv5.scale"), r"'conv1'.*unknown tensor role"),
+    (lambda L, T: by_name(L, "quant")["attrs"].__setitem__("offset", 1e300), r"'quant'.*finite float32"),
+    (lambda L, T: by_name(L, "quant")["attrs"].__setitem__("scale", 0.0), r"'quant'.*positive"),
 ])
 def test_validation_errors(mutate, match):
     with pytest.raises(ParameterError, match=match):
