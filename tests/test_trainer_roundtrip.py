@@ -178,3 +178,23 @@ def test_exporter_warns_about_float_layers():
     assert any("FLOAT layer" in m for m in E._float_warnings(model, rows))
     with pytest.raises(E.ExportError, match="no engine op"):
         E.to_graph(model)
+
+
+def test_manifest_esc50_layout(tmp_path):
+    """ESC-50's meta/esc50.csv (filename,fold,target,category,...) with audio in ../audio."""
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "audio").mkdir()
+    rows = [["filename", "fold", "target", "category", "esc10", "src_file", "take"]]
+    for i in range(6):
+        name = f"{1 + i % 3}-{i}-A-{i % 2}.wav"
+        (tmp_path / "audio" / name).write_bytes(b"")
+        rows.append([name, str(1 + i % 3), str(i % 2), ["dog", "rain"][i % 2], "True", "x", "A"])
+    man = tmp_path / "meta" / "esc50.csv"
+    with open(man, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    tr, te, desc = D.load_dataset(str(man), "fold:2")
+    assert len(te) == 2 and len(tr) == 4 and "fold 2" in desc
+    assert tr.label_names == ["dog", "rain"]
+    assert all(p.parent.name == "audio" and p.exists() for p in tr.paths + te.paths)
+    with pytest.raises(ValueError, match="fold"):
+        D.load_dataset(str(man), "fold:9")

@@ -209,29 +209,63 @@ def _folder(root: Path, split: str, seed: int):
     return tr, te, f"folder {root} ({len(classes)} classes), random {frac:.0%} held out (seed {seed})"
 
 
+_PATH_COLS = ("path", "filename", "file", "slice_file_name")
+_LABEL_COLS = ("label", "category", "class", "target", "classid")
+_FOLD_COLS = ("fold",)
+
+
 def _manifest(csv_path: Path, split: str, seed: int):
-    rows = []
+    """Rows ``path,label[,fold]``; a header row naming its columns may reorder them.
+
+    Recognised header names: path/filename/file, label/category/class/target, fold, so
+    ESC-50's ``meta/esc50.csv`` (``filename,fold,target,category,...``, audio in
+    ``../audio/``) and UrbanSound8K-style sheets work unchanged. Relative paths are
+    looked up next to the CSV, then in ``../audio/`` and ``audio/``.
+    """
     with open(csv_path, newline="") as fh:
-        for row in csv.reader(fh):
-            if not row or row[0].startswith("#"):
-                continue
-            if row[0] == "path" or (len(rows) == 0 and row[0].lower() in ("path", "filename")):
-                continue
-            rows.append(row)
+        all_rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+    if not all_rows:
+        raise ValueError(f"{csv_path}: no rows")
+    ip, il, ifold = 0, 1, 2
+    head = [c.strip().lower() for c in all_rows[0]]
+    if any(c in _PATH_COLS for c in head):
+        def col(names, default):
+            for n in names:
+                if n in head:
+                    return head.index(n)
+            return default
+        ip = col(_PATH_COLS, 0)
+        il = col(("label", "category", "class"), None)
+        if il is None:
+            il = col(("target", "classid"), 1)
+        ifold = col(_FOLD_COLS, None)
+        all_rows = all_rows[1:]
+    rows = all_rows
     if not rows:
         raise ValueError(f"{csv_path}: no rows")
     base = csv_path.parent
-    classes = sorted({r[1] for r in rows}, key=lambda s: (len(s), s) if s.isdigit() else (1e9, s))
+
+    def resolve(p):
+        p = Path(p)
+        if p.is_absolute():
+            return p
+        for cand in (base / p, base.parent / "audio" / p, base / "audio" / p):
+            if cand.exists():
+                return cand
+        return base / p
+
+    labels_s = [r[il].strip() for r in rows]
+    classes = sorted(set(labels_s), key=lambda s: (0, int(s), s) if s.isdigit() else (1, 0, s))
     index = {c: i for i, c in enumerate(classes)}
-    paths = [(base / r[0]) if not os.path.isabs(r[0]) else Path(r[0]) for r in rows]
-    labels = np.array([index[r[1]] for r in rows])
-    folds = [r[2] if len(r) > 2 else "" for r in rows]
+    paths = [resolve(r[ip].strip()) for r in rows]
+    labels = np.array([index[c] for c in labels_s])
+    folds = [r[ifold].strip() if ifold is not None and len(r) > ifold else "" for r in rows]
     full = ClipSet(paths, labels, classes, folds)
     if split and split.startswith("fold:"):
         k = split.split(":", 1)[1]
         mask = np.array([f == k for f in folds])
         if not mask.any():
-            raise ValueError(f"{csv_path}: no rows in fold {k!r}")
+            raise ValueError(f"{csv_path}: no rows in fold {k!r} (folds: {sorted(set(folds))})")
         return (full.subset(np.flatnonzero(~mask)), full.subset(np.flatnonzero(mask)),
                 f"manifest {csv_path}, fold {k} held out")
     frac = float(split.split(":", 1)[1]) if split and split.startswith("random:") else 0.1
