@@ -394,3 +394,39 @@ def vop16(typingctx, out, ooff, src, soff, op):
         return context.get_dummy_value()
 
     return types.none(out, ooff, src, soff, op), codegen
+
+
+def _sign_word_codegen(shifted):
+    def codegen(context, builder, sig, args):
+        _prefer_512(builder.function)
+        vty = ir.VectorType(F32, 64)
+        xo = _intp(context, builder, args[1], sig.args[1])
+        v = builder.load(_ptr(context, builder, sig.args[0], args[0], xo, vty), align=4)
+        if shifted:
+            so = _intp(context, builder, args[3], sig.args[3])
+            v = builder.fadd(v, builder.load(_ptr(context, builder, sig.args[2], args[2], so, vty), align=4))
+        neg = builder.fcmp_ordered("<", v, ir.Constant(vty, None))
+        return builder.bitcast(neg, I64)
+
+    return codegen
+
+
+@intrinsic
+def sign_word(typingctx, x, xoff):
+    """One packed word of the ``sign`` op: bit ``i`` set iff ``x[xoff+i] < 0`` for
+    ``i < 64`` (float32, C-contiguous array, flat offset), as a uint64. ``fcmp olt``
+    is false for NaN and for ±0.0, as ``v < 0`` is. One ``vcmpps`` per 16 values, the
+    64 mask bits assembled with ``kunpck`` (the bitcast of an <64 x i1> vector)."""
+    if not (_is_arr(x, types.float32) and isinstance(xoff, types.Integer)):
+        return None
+    return types.uint64(x, xoff), _sign_word_codegen(False)
+
+
+@intrinsic
+def sign_word_shift(typingctx, x, xoff, shift, soff):
+    """:func:`sign_word` of ``x[xoff+i] + shift[soff+i]`` (one float32 add per value,
+    the add of the scalar code)."""
+    if not (_is_arr(x, types.float32) and _is_arr(shift, types.float32)
+            and isinstance(xoff, types.Integer) and isinstance(soff, types.Integer)):
+        return None
+    return types.uint64(x, xoff, shift, soff), _sign_word_codegen(True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit
+from ._common import sign_word, sign_word_shift
 from ..errors import ParameterError
 from ..packing import n_words
 
@@ -14,20 +15,28 @@ __all__ = ["sign", "quantize"]
 
 @jit()
 def _sign_kernel(x, shift, has_shift, out):
+    # full words: 64 values -> one compare-to-mask (sign_word); the last, partial word
+    # of a channel count that is not a multiple of 64 bit by bit
     rows, ch = x.shape
     cw = out.shape[1]
+    full = ch // 64
     for r in range(rows):
-        for ow in range(cw):
-            lo = ow * 64
-            hi = min(lo + 64, ch)
+        xb = r * ch
+        for ow in range(full):
+            if has_shift:
+                out[r, ow] = sign_word_shift(x, xb + ow * 64, shift, ow * 64)
+            else:
+                out[r, ow] = sign_word(x, xb + ow * 64)
+        if full < cw:
+            lo = full * 64
             word = np.int64(0)
-            for c in range(lo, hi):
+            for c in range(lo, ch):
                 v = x[r, c]
                 if has_shift:
                     v = v + shift[c]
                 if v < 0:
                     word |= np.int64(1) << (c - lo)
-            out[r, ow] = np.uint64(word)
+            out[r, full] = np.uint64(word)
 
 
 @jit()
