@@ -316,3 +316,31 @@ def test_sign_kernel_matches_reference(rng, c, with_shift):
         if shift is not None:
             finite[np.isnan(finite + shift)] = 0
         np.testing.assert_array_equal(sign(finite, shift), ref.sign_reference(finite, shift))
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("stride", [(2, 2), (1, 1), (1, 2), (2, 1)])
+def test_maxpool_real_2x2(rng, c, stride):
+    """The register path of the 2×2 real max-pool against the reference (values), with
+    ties of 0.0 and -0.0 and ±inf; bit for bit (sign of zero included) and with NaN
+    against the kernels' rule, that of the general path too: keep the running max
+    unless ``v > max`` (np.maximum, in the reference, keeps the second zero of a tie
+    and propagates NaN)."""
+    for nb, h, w in [(1, 2, 2), (3, 5, 7), (2, 9, 4)]:
+        x = signs(rng, (nb, h, w, c), zeros=0.3)
+        k = rng.random(x.shape)
+        x[k < 0.15] = -0.0
+        x[(k >= 0.15) & (k < 0.17)] = np.inf
+        x[(k >= 0.17) & (k < 0.19)] = -np.inf
+        got = maxpool_real(x, (2, 2), stride)
+        np.testing.assert_array_equal(got, ref.maxpool_real_reference(x, (2, 2), stride))
+        for nan in (False, True):
+            if nan:
+                x[(k >= 0.19) & (k < 0.25)] = np.nan
+            wins = list(ref._windows(x, (2, 2), stride))
+            want = wins[0].copy()
+            for win in wins[1:]:
+                want = np.where(win > want, win, want)
+            got = maxpool_real(x, (2, 2), stride)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

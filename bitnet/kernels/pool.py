@@ -46,6 +46,27 @@ def _pool_real_kernel(x, kh, kw, sh, sw, is_max, out):
     inv = np.float32(kh * kw)
     c16 = ch - ch % 16
     op = 2 if is_max else 1
+    if is_max and kh == 2 and kw == 2:
+        # the common 2×2 max-pool: the four values of a window in registers, one store
+        # per output (same comparisons in the same order as the general path)
+        for b in range(nb):
+            for y in range(ho):
+                for xo in range(wo):
+                    y0 = y * sh
+                    x0 = xo * sw
+                    for c in range(ch):
+                        m = x[b, y0, x0, c]
+                        v = x[b, y0, x0 + 1, c]
+                        if v > m:
+                            m = v
+                        v = x[b, y0 + 1, x0, c]
+                        if v > m:
+                            m = v
+                        v = x[b, y0 + 1, x0 + 1, c]
+                        if v > m:
+                            m = v
+                        out[b, y, xo, c] = m
+        return
     for b in range(nb):
         for y in range(ho):
             for xo in range(wo):
