@@ -344,3 +344,30 @@ def test_maxpool_real_2x2(rng, c, stride):
             got = maxpool_real(x, (2, 2), stride)
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("c_out", [1, 16, 32, 48, 63, 64, 65, 128, 129])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_qconv_first_layer_affine_rows(rng, c_out, padding, threads):
+    """3×3 stride-1 single-channel first layer with affine output: whole blocks read
+    their taps from three padded rows (no gather), the rest go through the gather;
+    both equal the reference bit for bit, serial and parallel."""
+    from bitnet.kernels.layout import ROWS3X3, block_width
+    from bitnet.kernels.qconv_layer import _GW as _QGW
+
+    for nb, h, w, bits in [(1, 3, 3, 8), (3, 7, 11, 8), (2, 6, 5, 4), (1, 40, 101, 8)]:
+        lv = rng.integers(0, 1 << bits, size=(nb, h, w, 1)).astype(np.uint8)
+        lv[0, 0, 0, 0] = (1 << bits) - 1
+        wts = pack_signs(signs(rng, (c_out, 3, 3, 1)))
+        tens = out_tensors(rng, c_out, 9 * (1 << bits))
+        tens["scale"][:1] = 0.0
+        dot = ref.qconv_dot_reference(lv, wts, 1, bits, (3, 3), (1, 1), padding)
+        conv = QConv(wts, 1, bits, (1, 1), padding, "affine", **tens)
+        assert (conv._hdr[_QGW] == ROWS3X3) == (c_out % block_width(c_out) == 0)
+        got = conv(lv)
+        threads(2)
+        got2 = conv(lv)
+        threads(1)
+        want = ref.apply_output(dot, "affine", **tens)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got2, got)

@@ -13,7 +13,8 @@ channels (``(nblk, Kp, L)``, as in bconv) so one tap is broadcast against 16 out
 channels per zmm register. ``same`` padding pads with level 0, which adds nothing.
 
 The windows of a row are gathered as float32, tap-major (``(Kp, W_out)``). The usual
-first layer (3×3, stride 1, one input channel, threshold output) skips the gather: the
+first layer (3×3, stride 1, one input channel, threshold output, or affine output
+with whole blocks of output channels) skips the gather: the
 block intrinsic reads its nine taps straight from three zero-padded rows of levels.
 """
 
@@ -66,6 +67,19 @@ def _row_threshold_rows(fr, wf, ob, acc, fbound, flip, out_row, w_out):
     for xo in range(w_out):
         word = fblock_thresh(wf, base, acc, False, L, ROWS3X3, fr, xo, fbound, lo)
         out_row[xo, ob] = np.uint64(word ^ flip)
+
+
+@jit()
+def _row_affine_rows(fr, wf, ob, acc, scale, bias, out_real, row_off, c_out, w_out):
+    """Affine outputs of one row of a stride-1 3×3 single-channel first layer (full
+    blocks only), taps read straight from three padded rows of levels ``fr``."""
+    kp = wf.shape[1]
+    L = wf.shape[2]
+    base = ob * kp * L
+    lo = ob * L
+    for xo in range(w_out):
+        fblock_affine(wf, base, acc, False, L, ROWS3X3, fr, xo, scale, bias, lo, out_real,
+                      row_off + xo * c_out + lo)
 
 
 @jit()
@@ -157,7 +171,11 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
                         for j in range(w):
                             fr[ky, np.uint64(j + pl)] = np.float32(lv2[ri, np.uint64(j)])
                 for ob in range(nblk):
-                    _row_threshold_rows(fr, wf, ob, acc, fbound, flipw[ob], out_bits[b, y], w_out)
+                    if mode == 1:
+                        _row_threshold_rows(fr, wf, ob, acc, fbound, flipw[ob], out_bits[b, y], w_out)
+                    else:       # affine, full blocks (see QConv)
+                        _row_affine_rows(fr, wf, ob, acc, scale, bias, out_real, r * w_out * c_out, c_out,
+                                         w_out)
                 continue
             qr[:] = 0
             # levels of every window of the output row, as float32 (padding: level 0)

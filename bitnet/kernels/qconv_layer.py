@@ -71,7 +71,8 @@ class QConv:
         self.wf = np.ascontiguousarray(wf.reshape(kp, nblk, L).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
-        if (kh, kw) == (3, 3) and stride == (1, 1) and in_channels == 1 and output == "threshold":
+        if (kh, kw) == (3, 3) and stride == (1, 1) and in_channels == 1 and (
+                output == "threshold" or (output == "affine" and c_out % L == 0)):
             gw = ROWS3X3           # taps read from three padded rows, no gather
         hdr[_MODE], hdr[_CO], hdr[_GW] = MODES[output], c_out, gw
         # threshold: the output bit is set (−1) iff thresh_sign·dot < thresh, i.e.
