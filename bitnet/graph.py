@@ -242,11 +242,12 @@ class Graph:
         i = 0
         while i < len(prepared):
             chain = (self._match_conv_pool_sign(prepared, i, private)
-                     or self._match_quantize_qconv(prepared, i, private))
+                     or self._match_quantize_qconv(prepared, i, private)
+                     or self._match_add_maxpool(prepared, i, private))
             if chain is not None:
                 step, n = chain
                 first, last = prepared[i], prepared[i + n - 1]
-                ins, o = (slots[first.info.inputs[0]],), slots[last.info.output]
+                ins, o = tuple(slots[v] for v in first.info.inputs), slots[last.info.output]
                 fast.append((step, ins, o))
                 fast_par.append((step, ins, o))
                 self.fused.append(tuple(p.info.name for p in prepared[i:i + n]))
@@ -280,6 +281,26 @@ class Graph:
         def step(x):
             out = np.empty((x.shape[0],) + oshape, np.uint64)
             kern(x, off, sc, top, wf, ip, fp, out)
+            return out
+
+        return step, 2
+
+    @staticmethod
+    def _match_add_maxpool(prepared, i, private):
+        """add → maxpool (real): ``(step, 2)`` or None (the sum is never stored)."""
+        add = prepared[i]
+        if add.info.op != "add" or i + 1 >= len(prepared):
+            return None
+        pool = prepared[i + 1]
+        if pool.info.op != "maxpool" or pool.fuse is None or not private(add, pool):
+            return None
+        (kh, kw), (sh, sw) = pool.fuse
+        kern = _registry.get("add_maxpool_real")
+        oshape = pool.info.out_info.shape
+
+        def step(a, b):
+            out = np.empty((a.shape[0],) + oshape, np.float32)
+            kern(a, b, kh, kw, sh, sw, out)
             return out
 
         return step, 2
@@ -705,6 +726,7 @@ class Graph:
                 return out
 
             lay.ref = lambda x: kr.maxpool_real_reference(x, kernel, stride)
+            lay.fuse = (kernel, stride)
         lay.step = step
 
     def _prep_avgpool(self, lay, where, attrs, troles, in_info):

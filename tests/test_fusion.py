@@ -206,3 +206,53 @@ def test_quantize_qconv_kernel_matches_reference(shape, c_out, padding, nb):
     want = quantize_qconv_reference(x, bits, offset, scale, wt, 1, (3, 3), (1, 1), padding,
                                     "threshold", thresh=t, thresh_sign=s)
     _same_bits(got, want)
+
+
+def _residual(seed, c=65, pool=((2, 2), (2, 2)), extra_reader=False):
+    """quantize → qconv c (affine) → maxpool → sign → bconv c (affine) → add → maxpool
+    [→ add reading the first add too] → global_avgpool → dense, input 13×19."""
+    b = _Builder(seed)
+    b.quantize()
+    b.conv("conv0", "qconv", 1, c, "affine")
+    b._add("pool0", "maxpool", {"kernel": [2, 2], "stride": [2, 2]})
+    b._add("sign0", "sign", {"channels": c}, {"shift": b.rng.normal(0, 0.1, c).astype(np.float32)})
+    b.conv("conv1", "bconv", c, c, "affine")
+    b._add("add0", "add", inputs=["pool0", "conv1"])
+    (k, s) = pool
+    b._add("pool1", "maxpool", {"kernel": list(k), "stride": list(s)})
+    if extra_reader:
+        b._add("add1", "add", inputs=["pool1", "pool1"])
+        b._add("add2", "add", inputs=["add0", "add0"])
+        b._add("pool2", "maxpool", {"kernel": list(k), "stride": list(s)})
+        b._add("cat", "concat", inputs=["add1", "pool2"])
+        c = 2 * c
+    b._add("gap", "global_avgpool", {"channels": c})
+    b.dense("fc", c, 10)
+    return b.layers, b.tensors, (13, 19, 1)
+
+
+@pytest.mark.parametrize("c", [1, 63, 64, 65, 128])
+@pytest.mark.parametrize("pool", [((2, 2), (2, 2)), ((2, 2), (1, 1)), ((3, 2), (1, 2))])
+@pytest.mark.parametrize("nb", [1, 3])
+def test_add_maxpool_fused(c, pool, nb):
+    layers, tensors, shape = _residual(c, c, pool)
+    x = random_input(shape, batch=nb, seed=c)
+    g = _check_graph(layers, tensors, shape, x)
+    assert ("add0", "pool1") in g.fused
+    gu = Graph(layers, tensors, shape, fuse=False)
+    _, vals = gu.run(x, return_values=True)
+    _, vref = g.run_reference(x, return_values=True)
+    for k in ("pool0", "sign0", "conv1", "add0", "pool1", "gap"):
+        np.testing.assert_array_equal(vals[k], vref[k], err_msg=k)
+    # the fused plan's pool1 is the unfused one bit for bit
+    gp = Graph(layers, tensors, shape, output="gap")
+    assert ("add0", "pool1") in gp.fused
+    _same_bits(gp.run(x), gu.run(x, return_values=True)[1]["gap"])
+
+
+def test_add_maxpool_not_fused_when_the_sum_is_read_elsewhere():
+    layers, tensors, shape = _residual(4, 64, extra_reader=True)
+    g = Graph(layers, tensors, shape)
+    assert ("add0", "pool1") not in g.fused and ("add2", "pool2") in g.fused
+    x = random_input(shape, batch=2, seed=1)
+    _check_graph(layers, tensors, shape, x)

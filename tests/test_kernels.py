@@ -371,3 +371,30 @@ def test_qconv_first_layer_affine_rows(rng, c_out, padding, threads):
         want = ref.apply_output(dot, "affine", **tens)
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(got2, got)
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("kernel,stride", [((2, 2), None), ((2, 2), (1, 1)), ((3, 3), (2, 2)), ((1, 3), (1, 2))])
+def test_add_maxpool_real(rng, c, kernel, stride):
+    """add → maxpool (real) in one pass equals the two references composed (values, and
+    signs of zero against the kernels' max rule); NaN as the unfused kernels."""
+    from bitnet.kernels.pool import add_maxpool_real
+
+    for nb in (1, 3):
+        h, w = kernel[0] + int(rng.integers(0, 4)), kernel[1] + int(rng.integers(0, 4))
+        a = signs(rng, (nb, h, w, c), zeros=0.3)
+        b = signs(rng, (nb, h, w, c), zeros=0.3)
+        k = rng.random(a.shape)
+        a[k < 0.15] = -0.0
+        b[k < 0.1] = -0.0                   # -0.0 + -0.0 = -0.0
+        a[(k > 0.5) & (k < 0.55)] = np.inf
+        got = add_maxpool_real(a, b, kernel, stride)
+        np.testing.assert_array_equal(got, ref.add_maxpool_real_reference(a, b, kernel, stride))
+        unfused = maxpool_real(ref.add_reference(a, b), kernel, stride)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(unfused))
+        a[(k > 0.6) & (k < 0.65)] = np.nan
+        b[(k > 0.7) & (k < 0.72)] = -np.inf     # inf + -inf = NaN too
+        got = add_maxpool_real(a, b, kernel, stride)
+        unfused = maxpool_real(ref.add_reference(a, b), kernel, stride)
+        np.testing.assert_array_equal(got, unfused)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(unfused))

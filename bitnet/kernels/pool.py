@@ -18,7 +18,7 @@ from ._common import vop16
 from ..errors import ParameterError
 from .geometry import pool_geometry
 
-__all__ = ["maxpool_bits", "maxpool_real", "avgpool", "global_avgpool", "global_avgpool_bits"]
+__all__ = ["maxpool_bits", "maxpool_real", "add_maxpool_real", "avgpool", "global_avgpool", "global_avgpool_bits"]
 
 
 @jit()
@@ -89,6 +89,41 @@ def _pool_real_kernel(x, kh, kw, sh, sw, is_max, out):
                 if not is_max:
                     for c in range(ch):
                         out[b, y, xo, c] = out[b, y, xo, c] / inv
+
+
+@jit()
+def _add_maxpool_real_kernel(a, b, kh, kw, sh, sw, out):
+    # max-pool of the elementwise sum a + b without storing the sum: each value is the
+    # one float32 add of the ``add`` op, the window is scanned in row-major order
+    # (ky, then kx) keeping the running max unless ``v > max``, as _pool_real_kernel
+    nb, ho, wo, ch = out.shape
+    for n in range(nb):
+        for y in range(ho):
+            for xo in range(wo):
+                y0 = y * sh
+                x0 = xo * sw
+                if kh == 2 and kw == 2:
+                    for c in range(ch):
+                        m = a[n, y0, x0, c] + b[n, y0, x0, c]
+                        v = a[n, y0, x0 + 1, c] + b[n, y0, x0 + 1, c]
+                        if v > m:
+                            m = v
+                        v = a[n, y0 + 1, x0, c] + b[n, y0 + 1, x0, c]
+                        if v > m:
+                            m = v
+                        v = a[n, y0 + 1, x0 + 1, c] + b[n, y0 + 1, x0 + 1, c]
+                        if v > m:
+                            m = v
+                        out[n, y, xo, c] = m
+                    continue
+                for c in range(ch):
+                    m = a[n, y0, x0, c] + b[n, y0, x0, c]
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            v = a[n, y0 + ky, x0 + kx, c] + b[n, y0 + ky, x0 + kx, c]
+                            if v > m:
+                                m = v
+                    out[n, y, xo, c] = m
 
 
 @jit()
@@ -189,4 +224,19 @@ def global_avgpool_bits(x, channels, out=None):
     if out is None:
         out = np.empty((x.shape[0], channels), np.float32)
     _gap_bits_kernel(np.ascontiguousarray(x), channels, out)
+    return out
+
+
+def add_maxpool_real(a, b, kernel, stride=None, out=None):
+    """Max-pool of ``a + b`` (float32 NHWC, same shapes) in one pass: the ``add`` op
+    followed by ``maxpool``, bit for bit, without storing the sum."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.dtype != np.float32 or b.dtype != np.float32 or a.shape != b.shape:
+        raise ParameterError(f"add_maxpool_real: inputs must be float32 of one shape, got {a.dtype} {a.shape}, "
+                             f"{b.dtype} {b.shape}")
+    (kh, kw), (sh, sw), ho, wo = _pool_args(a, kernel, stride, "add_maxpool_real")
+    if out is None:
+        out = np.empty((a.shape[0], ho, wo, a.shape[3]), np.float32)
+    _add_maxpool_real_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), kh, kw, sh, sw, out)
     return out

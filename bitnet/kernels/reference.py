@@ -258,6 +258,11 @@ def add_reference(a, b):
     return np.asarray(a, np.float32) + np.asarray(b, np.float32)
 
 
+def add_maxpool_real_reference(a, b, kernel, stride=None):
+    """``add`` then ``maxpool`` (real): the composition of the two references."""
+    return maxpool_real_reference(add_reference(a, b), kernel, stride)
+
+
 def concat_reference(a, b):
     return np.concatenate([a, b], axis=-1)
 
