@@ -243,11 +243,16 @@ class Graph:
         while i < len(prepared):
             chain = (self._match_conv_pool_sign(prepared, i, private)
                      or self._match_quantize_qconv(prepared, i, private)
+                     or self._match_pool_sign(prepared, i, private)
                      or self._match_add_maxpool(prepared, i, private))
             if chain is not None:
                 step, n = chain
                 first, last = prepared[i], prepared[i + n - 1]
                 ins, o = tuple(slots[v] for v in first.info.inputs), slots[last.info.output]
+                if n >= 2 and last.info.op == "sign" and prepared[i + n - 2].info.op == "maxpool":
+                    # [add →] maxpool → sign: the pooled values are kept too
+                    o = (slots[prepared[i + n - 2].info.output], o)
+                    ins = ins if len(ins) > 1 else ins * 2     # two inputs: the tuple branch
                 fast.append((step, ins, o))
                 fast_par.append((step, ins, o))
                 self.fused.append(tuple(p.info.name for p in prepared[i:i + n]))
@@ -284,6 +289,39 @@ class Graph:
             return out
 
         return step, 2
+
+    @staticmethod
+    def _match_pool_sign(prepared, i, private):
+        """[add →] maxpool (real) → sign, the pooled values also kept (the residual
+        reads them): ``(step, n_layers)`` returning ``(pooled, bits)``, or None. The
+        sum of an add is never stored, so the add must be private to the pool."""
+        j = i
+        has_b = prepared[i].info.op == "add"
+        if has_b:
+            if i + 1 >= len(prepared) or not private(prepared[i], prepared[i + 1]):
+                return None
+            j = i + 1
+        pool = prepared[j]
+        if pool.info.op != "maxpool" or pool.fuse is None or j + 1 >= len(prepared):
+            return None
+        sign = prepared[j + 1]
+        if sign.info.op != "sign" or sign.info.inputs != [pool.info.output]:
+            return None
+        (kh, kw), (sh, sw) = pool.fuse
+        shift = sign.fuse
+        has = shift is not None
+        sh_ = shift if has else _NO_SHIFT
+        kern = _registry.get("pool_sign")
+        oshape = pool.info.out_info.shape
+        bshape = sign.info.out_info.shape
+
+        def step(a, b):
+            out = np.empty((a.shape[0],) + oshape, np.float32)
+            bits = np.empty((a.shape[0],) + bshape, np.uint64)
+            kern(a, b, has_b, kh, kw, sh, sw, sh_, has, out, bits)
+            return out, bits
+
+        return step, j + 2 - i
 
     @staticmethod
     def _match_add_maxpool(prepared, i, private):
@@ -374,6 +412,8 @@ class Graph:
         for fn, ins, o in plan:
             if len(ins) == 1:
                 vals[o] = fn(vals[ins[0]])
+            elif o.__class__ is tuple:      # a fused step with two outputs
+                vals[o[0]], vals[o[1]] = fn(*[vals[i] for i in ins])
             else:
                 vals[o] = fn(*[vals[i] for i in ins])
         if return_values:

@@ -208,9 +208,10 @@ def test_quantize_qconv_kernel_matches_reference(shape, c_out, padding, nb):
     _same_bits(got, want)
 
 
-def _residual(seed, c=65, pool=((2, 2), (2, 2)), extra_reader=False):
+def _residual(seed, c=65, pool=((2, 2), (2, 2)), extra_reader=False, sign_after=False):
     """quantize → qconv c (affine) → maxpool → sign → bconv c (affine) → add → maxpool
-    [→ add reading the first add too] → global_avgpool → dense, input 13×19."""
+    [→ sign → bconv → add reading the pool] [→ add reading the first add too] →
+    global_avgpool → dense, input 13×19."""
     b = _Builder(seed)
     b.quantize()
     b.conv("conv0", "qconv", 1, c, "affine")
@@ -220,6 +221,10 @@ def _residual(seed, c=65, pool=((2, 2), (2, 2)), extra_reader=False):
     b._add("add0", "add", inputs=["pool0", "conv1"])
     (k, s) = pool
     b._add("pool1", "maxpool", {"kernel": list(k), "stride": list(s)})
+    if sign_after:
+        b._add("sign1", "sign", {"channels": c})
+        b.conv("conv2", "bconv", c, c, "affine")
+        b._add("add1", "add", inputs=["pool1", "conv2"])
     if extra_reader:
         b._add("add1", "add", inputs=["pool1", "pool1"])
         b._add("add2", "add", inputs=["add0", "add0"])
@@ -234,19 +239,22 @@ def _residual(seed, c=65, pool=((2, 2), (2, 2)), extra_reader=False):
 @pytest.mark.parametrize("c", [1, 63, 64, 65, 128])
 @pytest.mark.parametrize("pool", [((2, 2), (2, 2)), ((2, 2), (1, 1)), ((3, 2), (1, 2))])
 @pytest.mark.parametrize("nb", [1, 3])
-def test_add_maxpool_fused(c, pool, nb):
-    layers, tensors, shape = _residual(c, c, pool)
+@pytest.mark.parametrize("sign_after", [False, True])
+def test_add_maxpool_fused(c, pool, nb, sign_after):
+    layers, tensors, shape = _residual(c, c, pool, sign_after=sign_after)
     x = random_input(shape, batch=nb, seed=c)
     g = _check_graph(layers, tensors, shape, x)
-    assert ("add0", "pool1") in g.fused
+    assert ("pool0", "sign0") in g.fused
+    chain = ("add0", "pool1", "sign1") if sign_after else ("add0", "pool1")
+    assert chain in g.fused
     gu = Graph(layers, tensors, shape, fuse=False)
     _, vals = gu.run(x, return_values=True)
     _, vref = g.run_reference(x, return_values=True)
-    for k in ("pool0", "sign0", "conv1", "add0", "pool1", "gap"):
+    for k in ("pool0", "sign0", "conv1", "add0", "pool1", "gap") + (("sign1", "add1") if sign_after else ()):
         np.testing.assert_array_equal(vals[k], vref[k], err_msg=k)
     # the fused plan's pool1 is the unfused one bit for bit
     gp = Graph(layers, tensors, shape, output="gap")
-    assert ("add0", "pool1") in gp.fused
+    assert chain in gp.fused
     _same_bits(gp.run(x), gu.run(x, return_values=True)[1]["gap"])
 
 

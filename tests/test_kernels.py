@@ -398,3 +398,42 @@ def test_add_maxpool_real(rng, c, kernel, stride):
         unfused = maxpool_real(ref.add_reference(a, b), kernel, stride)
         np.testing.assert_array_equal(got, unfused)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(unfused))
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("kernel,stride", [((2, 2), None), ((2, 2), (1, 1)), ((3, 3), (2, 2)), ((1, 3), (1, 2))])
+@pytest.mark.parametrize("with_b", [False, True])
+@pytest.mark.parametrize("with_shift", [False, True])
+def test_pool_sign(rng, c, kernel, stride, with_b, with_shift):
+    """[add →] maxpool (real) → sign in one pass: both outputs equal the separate
+    kernels bit for bit (and the references, where they define the value)."""
+    from bitnet.kernels.pool import pool_sign
+    from bitnet.kernels.sign import sign
+
+    for nb in (1, 3):
+        h, w = kernel[0] + int(rng.integers(0, 4)), kernel[1] + int(rng.integers(0, 4))
+        a = signs(rng, (nb, h, w, c), zeros=0.3)
+        k = rng.random(a.shape)
+        a[k < 0.15] = -0.0
+        b = signs(rng, (nb, h, w, c), zeros=0.3) if with_b else None
+        if with_b:
+            b[k < 0.1] = -0.0
+        shift = None
+        if with_shift:
+            shift = rng.standard_normal(c).astype(np.float32)
+            shift[rng.random(c) < 0.3] = 0.0
+        pooled, bits = pool_sign(a, kernel, stride, shift, b)
+        s = a if b is None else ref.add_reference(a, b)
+        want = maxpool_real(s, kernel, stride)
+        np.testing.assert_array_equal(pooled, ref.maxpool_real_reference(s, kernel, stride))
+        np.testing.assert_array_equal(np.signbit(pooled), np.signbit(want))
+        np.testing.assert_array_equal(bits, sign(want, shift))
+        np.testing.assert_array_equal(bits, ref.sign_reference(ref.maxpool_real_reference(s, kernel, stride), shift))
+        assert_pad_bits_zero(bits, c)
+        a[(k > 0.6) & (k < 0.65)] = np.nan
+        pooled, bits = pool_sign(a, kernel, stride, shift, b)
+        s = a if b is None else ref.add_reference(a, b)
+        want = maxpool_real(s, kernel, stride)
+        np.testing.assert_array_equal(pooled, want)
+        np.testing.assert_array_equal(np.signbit(pooled), np.signbit(want))
+        np.testing.assert_array_equal(bits, sign(want, shift))

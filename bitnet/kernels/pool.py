@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit
-from ._common import vop16
+from ._common import sign_word, sign_word_shift, vop16
 from ..errors import ParameterError
 from .geometry import pool_geometry
 
-__all__ = ["maxpool_bits", "maxpool_real", "add_maxpool_real", "avgpool", "global_avgpool", "global_avgpool_bits"]
+__all__ = ["maxpool_bits", "maxpool_real", "add_maxpool_real", "pool_sign", "avgpool", "global_avgpool", "global_avgpool_bits"]
 
 
 @jit()
@@ -124,6 +124,77 @@ def _add_maxpool_real_kernel(a, b, kh, kw, sh, sw, out):
                             if v > m:
                                 m = v
                     out[n, y, xo, c] = m
+
+
+@jit()
+def _pool_sign_kernel(a, b, has_b, kh, kw, sh, sw, shift, has_shift, out, bits):
+    # max-pool of a (or of a + b: has_b) into ``out`` and, from each output pixel's
+    # channels while they are in L1, the ``sign`` op into ``bits``; the same operations
+    # as _add_maxpool_real_kernel / _pool_real_kernel then _sign_kernel
+    nb, ho, wo, ch = out.shape
+    cw = bits.shape[3]
+    full = ch // 64
+    for n in range(nb):
+        for y in range(ho):
+            for xo in range(wo):
+                y0 = y * sh
+                x0 = xo * sw
+                if kh == 2 and kw == 2:
+                    if has_b:
+                        for c in range(ch):
+                            m = a[n, y0, x0, c] + b[n, y0, x0, c]
+                            v = a[n, y0, x0 + 1, c] + b[n, y0, x0 + 1, c]
+                            if v > m:
+                                m = v
+                            v = a[n, y0 + 1, x0, c] + b[n, y0 + 1, x0, c]
+                            if v > m:
+                                m = v
+                            v = a[n, y0 + 1, x0 + 1, c] + b[n, y0 + 1, x0 + 1, c]
+                            if v > m:
+                                m = v
+                            out[n, y, xo, c] = m
+                    else:
+                        for c in range(ch):
+                            m = a[n, y0, x0, c]
+                            v = a[n, y0, x0 + 1, c]
+                            if v > m:
+                                m = v
+                            v = a[n, y0 + 1, x0, c]
+                            if v > m:
+                                m = v
+                            v = a[n, y0 + 1, x0 + 1, c]
+                            if v > m:
+                                m = v
+                            out[n, y, xo, c] = m
+                else:
+                    for c in range(ch):
+                        m = a[n, y0, x0, c]
+                        if has_b:
+                            m = m + b[n, y0, x0, c]
+                        for ky in range(kh):
+                            for kx in range(kw):
+                                v = a[n, y0 + ky, x0 + kx, c]
+                                if has_b:
+                                    v = v + b[n, y0 + ky, x0 + kx, c]
+                                if v > m:
+                                    m = v
+                        out[n, y, xo, c] = m
+                ob = ((n * ho + y) * wo + xo) * ch
+                for ow in range(full):
+                    if has_shift:
+                        bits[n, y, xo, ow] = sign_word_shift(out, ob + ow * 64, shift, ow * 64)
+                    else:
+                        bits[n, y, xo, ow] = sign_word(out, ob + ow * 64)
+                if full < cw:
+                    lo = full * 64
+                    word = np.int64(0)
+                    for c in range(lo, ch):
+                        v = out[n, y, xo, c]
+                        if has_shift:
+                            v = v + shift[c]
+                        if v < 0:
+                            word |= np.int64(1) << (c - lo)
+                    bits[n, y, xo, full] = np.uint64(word)
 
 
 @jit()
@@ -240,3 +311,27 @@ def add_maxpool_real(a, b, kernel, stride=None, out=None):
         out = np.empty((a.shape[0], ho, wo, a.shape[3]), np.float32)
     _add_maxpool_real_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), kh, kw, sh, sw, out)
     return out
+
+
+def pool_sign(a, kernel, stride=None, shift=None, b=None):
+    """Max-pool of ``a`` (or of ``a + b``) and the ``sign`` of the result in one pass:
+    ``(pooled float32, packed bits)``, bit for bit those of the separate ops."""
+    from ..packing import n_words
+
+    a = np.ascontiguousarray(a)
+    if a.dtype != np.float32:
+        raise ParameterError(f"pool_sign: input must be float32, got {a.dtype}")
+    has_b = b is not None
+    b = np.ascontiguousarray(b) if has_b else a
+    if b.dtype != np.float32 or b.shape != a.shape:
+        raise ParameterError("pool_sign: b must be float32 of the shape of a")
+    (kh, kw), (sh, sw), ho, wo = _pool_args(a, kernel, stride, "pool_sign")
+    ch = a.shape[3]
+    has_shift = shift is not None
+    shift = np.zeros(1, np.float32) if not has_shift else np.asarray(shift)
+    if shift.dtype != np.float32 or (has_shift and shift.shape != (ch,)):
+        raise ParameterError(f"pool_sign: shift must be float32 of shape ({ch},)")
+    out = np.empty((a.shape[0], ho, wo, ch), np.float32)
+    bits = np.empty((a.shape[0], ho, wo, n_words(ch)), np.uint64)
+    _pool_sign_kernel(a, b, has_b, kh, kw, sh, sw, shift, has_shift, out, bits)
+    return out, bits
