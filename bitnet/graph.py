@@ -244,13 +244,14 @@ class Graph:
             chain = (self._match_conv_pool_sign(prepared, i, private)
                      or self._match_quantize_qconv(prepared, i, private)
                      or self._match_pool_sign(prepared, i, private)
+                     or self._match_add_sign(prepared, i, private)
                      or self._match_add_maxpool(prepared, i, private))
             if chain is not None:
                 step, n = chain
                 first, last = prepared[i], prepared[i + n - 1]
                 ins, o = tuple(slots[v] for v in first.info.inputs), slots[last.info.output]
-                if n >= 2 and last.info.op == "sign" and prepared[i + n - 2].info.op == "maxpool":
-                    # [add →] maxpool → sign: the pooled values are kept too
+                if n >= 2 and last.info.op == "sign" and prepared[i + n - 2].info.op in ("maxpool", "add"):
+                    # [add →] maxpool → sign, add → sign: the real values are kept too
                     o = (slots[prepared[i + n - 2].info.output], o)
                     ins = ins if len(ins) > 1 else ins * 2     # two inputs: the tuple branch
                 fast.append((step, ins, o))
@@ -322,6 +323,33 @@ class Graph:
             return out, bits
 
         return step, j + 2 - i
+
+    @staticmethod
+    def _match_add_sign(prepared, i, private):
+        """add → sign, the sum also kept (the next residual reads it): ``(step, 2)``
+        returning ``(sum, bits)``, or None."""
+        add = prepared[i]
+        if add.info.op != "add" or i + 1 >= len(prepared):
+            return None
+        sign = prepared[i + 1]
+        if sign.info.op != "sign" or sign.info.inputs != [add.info.output]:
+            return None
+        shift = sign.fuse
+        has = shift is not None
+        sh_ = shift if has else _NO_SHIFT
+        kern = _registry.get("add_sign")
+        oshape = add.info.out_info.shape
+        bshape = sign.info.out_info.shape
+        c = oshape[-1]
+        cw = bshape[-1]
+
+        def step(a, b):
+            out = np.empty((a.shape[0],) + oshape, np.float32)
+            bits = np.empty((a.shape[0],) + bshape, np.uint64)
+            kern(a.reshape(-1, c), b.reshape(-1, c), sh_, has, out.reshape(-1, c), bits.reshape(-1, cw))
+            return out, bits
+
+        return step, 2
 
     @staticmethod
     def _match_add_maxpool(prepared, i, private):

@@ -225,6 +225,9 @@ def _residual(seed, c=65, pool=((2, 2), (2, 2)), extra_reader=False, sign_after=
         b._add("sign1", "sign", {"channels": c})
         b.conv("conv2", "bconv", c, c, "affine")
         b._add("add1", "add", inputs=["pool1", "conv2"])
+        b._add("sign2", "sign", {"channels": c}, {"shift": b.rng.normal(0, 0.1, c).astype(np.float32)})
+        b.conv("conv3", "bconv", c, c, "affine")
+        b._add("add2", "add", inputs=["add1", "conv3"])
     if extra_reader:
         b._add("add1", "add", inputs=["pool1", "pool1"])
         b._add("add2", "add", inputs=["add0", "add0"])
@@ -247,10 +250,12 @@ def test_add_maxpool_fused(c, pool, nb, sign_after):
     assert ("pool0", "sign0") in g.fused
     chain = ("add0", "pool1", "sign1") if sign_after else ("add0", "pool1")
     assert chain in g.fused
+    if sign_after:
+        assert ("add1", "sign2") in g.fused
     gu = Graph(layers, tensors, shape, fuse=False)
     _, vals = gu.run(x, return_values=True)
     _, vref = g.run_reference(x, return_values=True)
-    for k in ("pool0", "sign0", "conv1", "add0", "pool1", "gap") + (("sign1", "add1") if sign_after else ()):
+    for k in ("pool0", "sign0", "conv1", "add0", "pool1", "gap") + (("sign1", "add1", "sign2", "add2") if sign_after else ()):
         np.testing.assert_array_equal(vals[k], vref[k], err_msg=k)
     # the fused plan's pool1 is the unfused one bit for bit
     gp = Graph(layers, tensors, shape, output="gap")

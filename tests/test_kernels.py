@@ -437,3 +437,34 @@ def test_pool_sign(rng, c, kernel, stride, with_b, with_shift):
         np.testing.assert_array_equal(pooled, want)
         np.testing.assert_array_equal(np.signbit(pooled), np.signbit(want))
         np.testing.assert_array_equal(bits, sign(want, shift))
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("with_shift", [False, True])
+def test_add_sign(rng, c, with_shift):
+    """add → sign in one pass: the sum and the bits equal the separate ops bit for bit."""
+    from bitnet.kernels.pool import add_sign
+    from bitnet.kernels.sign import sign
+
+    for shape in [(1, 1, 1, c), (3, 5, 7, c), (2, c)]:
+        a = signs(rng, shape, zeros=0.3)
+        b = signs(rng, shape, zeros=0.3)
+        k = rng.random(shape)
+        a[k < 0.15] = -0.0
+        b[k < 0.1] = -0.0
+        b[(k > 0.2) & (k < 0.3)] = -a[(k > 0.2) & (k < 0.3)]     # exact zero sums
+        shift = None
+        if with_shift:
+            shift = rng.standard_normal(c).astype(np.float32)
+            shift[rng.random(c) < 0.3] = 0.0
+        s, bits = add_sign(a, b, shift)
+        want = ref.add_reference(a, b)
+        np.testing.assert_array_equal(s, want)
+        np.testing.assert_array_equal(np.signbit(s), np.signbit(want))
+        np.testing.assert_array_equal(bits, ref.sign_reference(want, shift))
+        assert_pad_bits_zero(bits, c)
+        a[(k > 0.6) & (k < 0.65)] = np.nan
+        s, bits = add_sign(a, b, shift)
+        want = ref.add_reference(a, b)
+        np.testing.assert_array_equal(s, want)
+        np.testing.assert_array_equal(bits, sign(want, shift))

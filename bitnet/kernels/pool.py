@@ -18,7 +18,7 @@ from ._common import sign_word, sign_word_shift, vop16
 from ..errors import ParameterError
 from .geometry import pool_geometry
 
-__all__ = ["maxpool_bits", "maxpool_real", "add_maxpool_real", "pool_sign", "avgpool", "global_avgpool", "global_avgpool_bits"]
+__all__ = ["maxpool_bits", "maxpool_real", "add_maxpool_real", "pool_sign", "add_sign", "avgpool", "global_avgpool", "global_avgpool_bits"]
 
 
 @jit()
@@ -198,6 +198,34 @@ def _pool_sign_kernel(a, b, has_b, kh, kw, sh, sw, shift, has_shift, out, bits):
 
 
 @jit()
+def _add_sign_kernel(a, b, shift, has_shift, out, bits):
+    # the ``add`` op (one float32 add per value) into ``out`` (rows, C) and the ``sign``
+    # op of each row while it is in L1, as _sign_kernel
+    rows, ch = out.shape
+    cw = bits.shape[1]
+    full = ch // 64
+    for r in range(rows):
+        for c in range(ch):
+            out[r, c] = a[r, c] + b[r, c]
+        ob = r * ch
+        for ow in range(full):
+            if has_shift:
+                bits[r, ow] = sign_word_shift(out, ob + ow * 64, shift, ow * 64)
+            else:
+                bits[r, ow] = sign_word(out, ob + ow * 64)
+        if full < cw:
+            lo = full * 64
+            word = np.int64(0)
+            for c in range(lo, ch):
+                v = out[r, c]
+                if has_shift:
+                    v = v + shift[c]
+                if v < 0:
+                    word |= np.int64(1) << (c - lo)
+            bits[r, full] = np.uint64(word)
+
+
+@jit()
 def _gap_real_kernel(x, out):
     nb, h, w, ch = x.shape
     inv = np.float32(h * w)
@@ -334,4 +362,25 @@ def pool_sign(a, kernel, stride=None, shift=None, b=None):
     out = np.empty((a.shape[0], ho, wo, ch), np.float32)
     bits = np.empty((a.shape[0], ho, wo, n_words(ch)), np.uint64)
     _pool_sign_kernel(a, b, has_b, kh, kw, sh, sw, shift, has_shift, out, bits)
+    return out, bits
+
+
+def add_sign(a, b, shift=None):
+    """``a + b`` (float32, same shapes, channels last) and its ``sign`` in one pass:
+    ``(sum, packed bits)``, bit for bit those of the separate ops."""
+    from ..packing import n_words
+
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    if a.dtype != np.float32 or b.dtype != np.float32 or a.shape != b.shape or a.ndim < 1:
+        raise ParameterError("add_sign: inputs must be float32 of one shape")
+    ch = a.shape[-1]
+    has_shift = shift is not None
+    shift = np.zeros(1, np.float32) if not has_shift else np.asarray(shift)
+    if shift.dtype != np.float32 or (has_shift and shift.shape != (ch,)):
+        raise ParameterError(f"add_sign: shift must be float32 of shape ({ch},)")
+    out = np.empty(a.shape, np.float32)
+    bits = np.empty(a.shape[:-1] + (n_words(ch),), np.uint64)
+    _add_sign_kernel(a.reshape(-1, ch), b.reshape(-1, ch), shift, has_shift, out.reshape(-1, ch),
+                     bits.reshape(-1, bits.shape[-1]))
     return out, bits
