@@ -40,12 +40,6 @@ KERNELS = {
     "maxpool_bits": ("bitnet.kernels.pool", "_maxpool_bits_kernel", None,
                      f"void({_B4}, i8, i8, i8, i8, {_B4})"),
     "pool_real": ("bitnet.kernels.pool", "_pool_real_kernel", None, f"void({_F4}, i8, i8, i8, i8, b1, {_F4})"),
-    "add_maxpool_real": ("bitnet.kernels.pool", "_add_maxpool_real_kernel", None,
-                         f"void({_F4}, {_F4}, i8, i8, i8, i8, {_F4})"),
-    "pool_sign": ("bitnet.kernels.pool", "_pool_sign_kernel", None,
-                  f"void({_F4}, {_F4}, b1, i8, i8, i8, i8, f4[::1], b1, {_F4}, {_B4})"),
-    "add_sign": ("bitnet.kernels.pool", "_add_sign_kernel", None,
-                 "void(f4[:, ::1], f4[:, ::1], f4[::1], b1, f4[:, ::1], u8[:, ::1])"),
     "gap_real": ("bitnet.kernels.pool", "_gap_real_kernel", None, f"void({_F4}, f4[:, ::1])"),
     "gap_bits": ("bitnet.kernels.pool", "_gap_bits_kernel", None, f"void({_B4}, i8, f4[:, ::1])"),
     # fused chains (bitnet.kernels.fused): the flattened variant has a 2-D output
@@ -57,6 +51,13 @@ KERNELS = {
                        f"void({_F4}, f4, f4, f4, f4[:, :, ::1], i8[::1], f4[::1], {_B4})"),
     "dense_bits": ("bitnet.kernels.head", "_dense_bits_kernel", None,
                    "void(u8[:, ::1], i8, f4[:, ::1], f4[::1], f4[:, ::1])"),
+    # fused real-valued chains of residual networks (bitnet.kernels.pool)
+    "add_maxpool_real": ("bitnet.kernels.pool", "_add_maxpool_real_kernel", None,
+                         f"void({_F4}, {_F4}, i8, i8, i8, i8, {_F4})"),
+    "pool_sign": ("bitnet.kernels.pool", "_pool_sign_kernel", None,
+                  f"void({_F4}, {_F4}, b1, i8, i8, i8, i8, f4[::1], b1, {_F4}, {_B4})"),
+    "add_sign": ("bitnet.kernels.pool", "_add_sign_kernel", None,
+                 "void(f4[:, ::1], f4[:, ::1], f4[::1], b1, f4[:, ::1], u8[:, ::1])"),
 }
 
 _lock = threading.Lock()
