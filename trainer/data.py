@@ -60,16 +60,9 @@ __all__ = [
 
 
 def _features_module():
-    """``bitnet.features``, or the temporary librosa stand-in while it does not exist."""
-    try:
-        from bitnet import features
-    except ImportError:
-        import warnings
+    """``bitnet.features``: the one waveform-to-window function, shared with the engine."""
+    from bitnet import features
 
-        from . import _fallback_features as features
-
-        warnings.warn("bitnet.features not found: using the librosa stand-in (not exportable)",
-                      stacklevel=3)
     return features
 
 
