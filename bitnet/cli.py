@@ -185,14 +185,19 @@ def cmd_infer(args) -> int:
 
         bar = tqdm(total=len(items), unit="file", file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
 
-    def out(line: str) -> None:
-        if bar is not None and not bar.disable:
-            bar.write(line, file=sys.stdout)
-        else:
-            print(line, flush=False)
+    # the table header goes out with the first row, so a run where every input fails
+    # prints errors only
+    header = [f"{'file':<{width}}  {'label':>6}  {'prob':>6}   (next)"] if not args.json and args.window is None else []
 
-    if not args.json and args.window is None:
-        out(f"{'file':<{width}}  {'label':>6}  {'prob':>6}   (next)")
+    def out(line: str) -> None:
+        lines = header + [line]
+        header.clear()
+        for ln in lines:
+            if bar is not None and not bar.disable:
+                bar.write(ln, file=sys.stdout)
+            else:
+                print(ln, flush=False)
+
     for path, problem in items:
         name = str(path)
         try:

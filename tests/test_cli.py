@@ -105,6 +105,13 @@ def test_missing_path(capsys, clips, model_path):
     assert str(clips / "a.wav") in out
 
 
+def test_every_input_failing_prints_errors_only(capsys, clips, model_path):
+    code, out, err = run(capsys, "infer", "-m", model_path, clips / "nope.wav", clips / "gone.wav")
+    assert code == 1
+    assert out == ""                      # no table header over an empty table
+    assert "nope.wav" in err and "gone.wav" in err and "2 of 2 inputs failed" in err
+
+
 def test_empty_directory(capsys, tmp_path, model_path):
     (tmp_path / "empty").mkdir()
     code, out, err = run(capsys, "infer", "-m", model_path, tmp_path / "empty")
