@@ -50,7 +50,66 @@ def _check_output_tensors(where, c_out, output, thresh, thresh_sign, scale, bias
                 raise ParameterError(f"{where}: {name} must be float32 of shape ({c_out},), got {got}")
 
 
-class BConv:
+class _PreparedConv:
+    """What :class:`BConv` and :class:`QConv` share once their weights are re-tiled:
+    output geometry, the kernel's cached int64 parameter vector, output allocation and
+    the unchecked run. A subclass sets ``_KERNEL`` (its registry name), ``_SLOTS`` (the
+    header indices of pad-top, pad-left, out-height, out-width and chunk count), and in
+    ``__init__`` ``self._w`` (the re-tiled weights), ``self._hdr``, ``self._tail``,
+    ``self.fp`` and ``self._ip_cache = {}``.
+    """
+
+    _KERNEL = ""
+    _SLOTS = ()
+
+    def out_hw(self, h, w):
+        """Output height and width for an ``h × w`` input (ParameterError if empty)."""
+        try:
+            ho, wo, _, _ = conv_geometry(h, w, self.kernel, self.stride, self.padding)
+        except ValueError as e:
+            raise ParameterError(f"{self.name}: {e}") from None
+        return ho, wo
+
+    def params(self, h, w, nb=1, parallel=False):
+        """The kernel's int64 parameter vector for ``nb`` inputs of ``h × w`` (cached).
+
+        The serial kernel takes the rows as one chunk (buffers allocated once); the
+        parallel one as one chunk per output row (numba hoists the buffers of a
+        ``prange`` body to one allocation per thread).
+        """
+        key = (h, w, nb if parallel else 0)
+        ip = self._ip_cache.get(key)
+        if ip is None:
+            ho, wo, pt, pl = conv_geometry(h, w, self.kernel, self.stride, self.padding)
+            hdr = self._hdr.copy()
+            i_pt, i_pl, i_ho, i_wo, i_nch = self._SLOTS
+            hdr[i_pt], hdr[i_pl], hdr[i_ho], hdr[i_wo] = pt, pl, ho, wo
+            hdr[i_nch] = nb * ho if parallel else 1
+            ip = np.concatenate([hdr, self._tail])
+            self._ip_cache[key] = ip
+        return ip
+
+    def new_output(self, nb, ho, wo):
+        """A fresh output array of the right kind for ``nb × ho × wo`` pixels."""
+        if self.output == "threshold":
+            return np.empty((nb, ho, wo, n_words(self.out_channels)), np.uint64)
+        if self.output == "int":
+            return np.empty((nb, ho, wo, self.out_channels), np.int32)
+        return np.empty((nb, ho, wo, self.out_channels), np.float32)
+
+    def run(self, x, ip, out, parallel=False):
+        """Run the kernel with no checks (C-contiguous input; ``ip`` from
+        :meth:`params` with the same ``parallel``)."""
+        m = self.output
+        kern = _registry.get_parallel(self._KERNEL) if parallel else _registry.get(self._KERNEL)
+        kern(x, self._w, ip, self.fp,
+             out if m == "threshold" else _EMPTY_U64,
+             out if m == "int" else _EMPTY_I32,
+             out if m == "affine" else _EMPTY_F32)
+        return out
+
+
+class BConv(_PreparedConv):
     """A prepared binary convolution (weights re-tiled once); call it on packed inputs.
 
     Parameters
@@ -71,6 +130,9 @@ class BConv:
     ...              thresh=t, thresh_sign=s)                    # doctest: +SKIP
     >>> y = conv(x)   # uint64 (N, H, W, 1) -> uint64 (N, H, W, 1)   # doctest: +SKIP
     """
+
+    _KERNEL = "bconv"
+    _SLOTS = (_PT, _PL, _HO, _WO, _NCH)
 
     def __init__(self, weight, in_channels, stride=(1, 1), padding="same", output="int",
                  thresh=None, thresh_sign=None, scale=None, bias=None, name="bconv"):
@@ -127,52 +189,8 @@ class BConv:
         if output == "affine":
             self.fp[:c_out] = scale
             self.fp[cp:cp + c_out] = bias
+        self._w = self.wt
         self._ip_cache = {}
-
-    def out_hw(self, h, w):
-        """Output height and width for an ``h × w`` input (ParameterError if empty)."""
-        try:
-            ho, wo, _, _ = conv_geometry(h, w, self.kernel, self.stride, self.padding)
-        except ValueError as e:
-            raise ParameterError(f"{self.name}: {e}") from None
-        return ho, wo
-
-    def params(self, h, w, nb=1, parallel=False):
-        """The kernel's int64 parameter vector for ``nb`` inputs of ``h × w`` (cached).
-
-        The serial kernel takes the rows as one chunk (buffers allocated once); the
-        parallel one as one chunk per output row (numba hoists the buffers of a
-        ``prange`` body to one allocation per thread).
-        """
-        key = (h, w, nb if parallel else 0)
-        ip = self._ip_cache.get(key)
-        if ip is None:
-            ho, wo, pt, pl = conv_geometry(h, w, self.kernel, self.stride, self.padding)
-            hdr = self._hdr.copy()
-            hdr[_PT], hdr[_PL], hdr[_HO], hdr[_WO] = pt, pl, ho, wo
-            hdr[_NCH] = nb * ho if parallel else 1
-            ip = np.concatenate([hdr, self._tail])
-            self._ip_cache[key] = ip
-        return ip
-
-    def new_output(self, nb, ho, wo):
-        """A fresh output array of the right kind for ``nb × ho × wo`` pixels."""
-        if self.output == "threshold":
-            return np.empty((nb, ho, wo, n_words(self.out_channels)), np.uint64)
-        if self.output == "int":
-            return np.empty((nb, ho, wo, self.out_channels), np.int32)
-        return np.empty((nb, ho, wo, self.out_channels), np.float32)
-
-    def run(self, x, ip, out, parallel=False):
-        """Run the kernel with no checks (C-contiguous input; ``ip`` from
-        :meth:`params` with the same ``parallel``)."""
-        m = self.output
-        kern = _registry.get_parallel("bconv") if parallel else _registry.get("bconv")
-        kern(x, self.wt, ip, self.fp,
-             out if m == "threshold" else _EMPTY_U64,
-             out if m == "int" else _EMPTY_I32,
-             out if m == "affine" else _EMPTY_F32)
-        return out
 
     def __call__(self, x):
         """Apply to packed input ``x`` uint64 ``(N, H, W, ceil(C_in/64))``."""

@@ -10,9 +10,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
-from . import _registry
-from .bconv_layer import MODES, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64, _check_output_tensors
-from .geometry import conv_geometry
+from .bconv_layer import MODES, _check_output_tensors, _PreparedConv
 from .layout import ROWS3X3, block_width, group_words
 
 __all__ = ["QConv", "qconv"]
@@ -21,7 +19,7 @@ _KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _CO, _GW, _NCH = range(12)
 _NHDR = 12
 
 
-class QConv:
+class QConv(_PreparedConv):
     """A prepared first layer: uint8 levels ``(N, H, W, C_in)`` → int / bits / real.
 
     Parameters
@@ -33,6 +31,9 @@ class QConv:
     stride, padding, output, thresh, thresh_sign, scale, bias
         As :class:`bitnet.kernels.bconv.BConv`; ``same`` pads with level 0.
     """
+
+    _KERNEL = "qconv"
+    _SLOTS = (_PT, _PL, _HO, _WO, _NCH)
 
     def __init__(self, weight, in_channels, bits, stride=(1, 1), padding="same", output="int",
                  thresh=None, thresh_sign=None, scale=None, bias=None, name="qconv"):
@@ -96,50 +97,8 @@ class QConv:
             sc[:c_out] = scale
             bi[:c_out] = bias
         self.fp = np.concatenate([fbound, sc, bi]).astype(np.float32)
+        self._w = self.wf
         self._ip_cache = {}
-
-    def out_hw(self, h, w):
-        try:
-            ho, wo, _, _ = conv_geometry(h, w, self.kernel, self.stride, self.padding)
-        except ValueError as e:
-            raise ParameterError(f"{self.name}: {e}") from None
-        return ho, wo
-
-    def params(self, h, w, nb=1, parallel=False):
-        """The kernel's int64 parameter vector for ``nb`` inputs of ``h × w`` (cached).
-
-        The serial kernel takes the rows as one chunk (buffers allocated once); the
-        parallel one as one chunk per output row (numba hoists the buffers of a
-        ``prange`` body to one allocation per thread).
-        """
-        key = (h, w, nb if parallel else 0)
-        ip = self._ip_cache.get(key)
-        if ip is None:
-            ho, wo, pt, pl = conv_geometry(h, w, self.kernel, self.stride, self.padding)
-            hdr = self._hdr.copy()
-            hdr[_PT], hdr[_PL], hdr[_HO], hdr[_WO] = pt, pl, ho, wo
-            hdr[_NCH] = nb * ho if parallel else 1
-            ip = np.concatenate([hdr, self._tail])
-            self._ip_cache[key] = ip
-        return ip
-
-    def new_output(self, nb, ho, wo):
-        if self.output == "threshold":
-            return np.empty((nb, ho, wo, n_words(self.out_channels)), np.uint64)
-        if self.output == "int":
-            return np.empty((nb, ho, wo, self.out_channels), np.int32)
-        return np.empty((nb, ho, wo, self.out_channels), np.float32)
-
-    def run(self, lv, ip, out, parallel=False):
-        """Run the kernel with no checks (C-contiguous input; ``ip`` from
-        :meth:`params` with the same ``parallel``)."""
-        m = self.output
-        kern = _registry.get_parallel("qconv") if parallel else _registry.get("qconv")
-        kern(lv, self.wf, ip, self.fp,
-             out if m == "threshold" else _EMPTY_U64,
-             out if m == "int" else _EMPTY_I32,
-             out if m == "affine" else _EMPTY_F32)
-        return out
 
     def __call__(self, levels):
         """Apply to uint8 levels ``(N, H, W, C_in)`` (values must be below ``2**bits``)."""
