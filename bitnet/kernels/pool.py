@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit
-from ._common import sign_word, sign_word_shift, vop16
+from ._common import vop16
 from ..errors import ParameterError
 from .geometry import pool_geometry
+from .sign import sign_words
 
 __all__ = ["maxpool_bits", "maxpool_real", "add_maxpool_real", "pool_sign", "add_sign", "avgpool", "global_avgpool", "global_avgpool_bits"]
 
@@ -133,7 +134,8 @@ def _pool_sign_kernel(a, b, has_b, kh, kw, sh, sw, shift, has_shift, out, bits):
     # as _add_maxpool_real_kernel / _pool_real_kernel then _sign_kernel
     nb, ho, wo, ch = out.shape
     cw = bits.shape[3]
-    full = ch // 64
+    of = out.reshape(-1)
+    bf = bits.reshape(-1)
     for n in range(nb):
         for y in range(ho):
             for xo in range(wo):
@@ -179,22 +181,8 @@ def _pool_sign_kernel(a, b, has_b, kh, kw, sh, sw, shift, has_shift, out, bits):
                                 if v > m:
                                     m = v
                         out[n, y, xo, c] = m
-                ob = ((n * ho + y) * wo + xo) * ch
-                for ow in range(full):
-                    if has_shift:
-                        bits[n, y, xo, ow] = sign_word_shift(out, ob + ow * 64, shift, ow * 64)
-                    else:
-                        bits[n, y, xo, ow] = sign_word(out, ob + ow * 64)
-                if full < cw:
-                    lo = full * 64
-                    word = np.int64(0)
-                    for c in range(lo, ch):
-                        v = out[n, y, xo, c]
-                        if has_shift:
-                            v = v + shift[c]
-                        if v < 0:
-                            word |= np.int64(1) << (c - lo)
-                    bits[n, y, xo, full] = np.uint64(word)
+                pix = (n * ho + y) * wo + xo
+                sign_words(of, pix * ch, ch, shift, has_shift, bf, pix * cw)
 
 
 @jit()
@@ -203,26 +191,12 @@ def _add_sign_kernel(a, b, shift, has_shift, out, bits):
     # op of each row while it is in L1, as _sign_kernel
     rows, ch = out.shape
     cw = bits.shape[1]
-    full = ch // 64
+    of = out.reshape(-1)
+    bf = bits.reshape(-1)
     for r in range(rows):
         for c in range(ch):
             out[r, c] = a[r, c] + b[r, c]
-        ob = r * ch
-        for ow in range(full):
-            if has_shift:
-                bits[r, ow] = sign_word_shift(out, ob + ow * 64, shift, ow * 64)
-            else:
-                bits[r, ow] = sign_word(out, ob + ow * 64)
-        if full < cw:
-            lo = full * 64
-            word = np.int64(0)
-            for c in range(lo, ch):
-                v = out[r, c]
-                if has_shift:
-                    v = v + shift[c]
-                if v < 0:
-                    word |= np.int64(1) << (c - lo)
-            bits[r, full] = np.uint64(word)
+        sign_words(of, r * ch, ch, shift, has_shift, bf, r * cw)
 
 
 @jit()

@@ -14,29 +14,37 @@ __all__ = ["sign", "quantize"]
 
 
 @jit()
+def sign_words(x, xoff, ch, shift, has_shift, out, ooff):
+    """The ``sign`` op of ``ch`` values ``x[xoff:xoff+ch]`` into words ``out[ooff:]``
+    (both flat, C-contiguous): full words by one compare-to-mask each (sign_word), the
+    last, partial word of a channel count that is not a multiple of 64 bit by bit.
+    Shared by every kernel that emits packed bits from float32 values."""
+    full = ch // 64
+    for ow in range(full):
+        if has_shift:
+            out[ooff + ow] = sign_word_shift(x, xoff + ow * 64, shift, ow * 64)
+        else:
+            out[ooff + ow] = sign_word(x, xoff + ow * 64)
+    lo = full * 64
+    if lo < ch:
+        word = np.int64(0)
+        for c in range(lo, ch):
+            v = x[xoff + c]
+            if has_shift:
+                v = v + shift[c]
+            if v < 0:
+                word |= np.int64(1) << (c - lo)
+        out[ooff + full] = np.uint64(word)
+
+
+@jit()
 def _sign_kernel(x, shift, has_shift, out):
-    # full words: 64 values -> one compare-to-mask (sign_word); the last, partial word
-    # of a channel count that is not a multiple of 64 bit by bit
     rows, ch = x.shape
     cw = out.shape[1]
-    full = ch // 64
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
     for r in range(rows):
-        xb = r * ch
-        for ow in range(full):
-            if has_shift:
-                out[r, ow] = sign_word_shift(x, xb + ow * 64, shift, ow * 64)
-            else:
-                out[r, ow] = sign_word(x, xb + ow * 64)
-        if full < cw:
-            lo = full * 64
-            word = np.int64(0)
-            for c in range(lo, ch):
-                v = x[r, c]
-                if has_shift:
-                    v = v + shift[c]
-                if v < 0:
-                    word |= np.int64(1) << (c - lo)
-            out[r, full] = np.uint64(word)
+        sign_words(xf, r * ch, ch, shift, has_shift, of, r * cw)
 
 
 @jit()
