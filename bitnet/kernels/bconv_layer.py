@@ -62,6 +62,34 @@ class _PreparedConv:
     _KERNEL = ""
     _SLOTS = ()
 
+    def _check_and_set(self, weight, in_channels, stride, padding, output, thresh, thresh_sign,
+                       scale, bias, name):
+        """Validate what every packed convolution takes (canonical packed weights,
+        stride, padding, output tensors), set the common attributes, return the weights
+        as an array."""
+        weight = np.asarray(weight)
+        if weight.dtype != np.uint64 or weight.ndim != 4:
+            raise ParameterError(f"{name}: weight must be uint64 (C_out, kh, kw, Cw), got {weight.dtype} {weight.shape}")
+        c_out, kh, kw, cw = weight.shape
+        if in_channels < 1 or cw != n_words(in_channels):
+            raise ParameterError(f"{name}: weight has {cw} words per pixel but in_channels={in_channels} needs {n_words(max(in_channels, 1))}")
+        if c_out < 1 or kh < 1 or kw < 1:
+            raise ParameterError(f"{name}: empty weight shape {weight.shape}")
+        if padding not in ("same", "valid"):
+            raise ParameterError(f"{name}: padding must be 'same' or 'valid', got {padding!r}")
+        stride = tuple(int(s) for s in stride)
+        if len(stride) != 2 or min(stride) < 1:
+            raise ParameterError(f"{name}: stride must be two positive integers, got {stride}")
+        _check_output_tensors(name, c_out, output, thresh, thresh_sign, scale, bias)
+        self.name = name
+        self.in_channels = int(in_channels)
+        self.out_channels = c_out
+        self.kernel = (kh, kw)
+        self.stride = stride
+        self.padding = padding
+        self.output = output
+        return weight
+
     def out_hw(self, h, w):
         """Output height and width for an ``h × w`` input (ParameterError if empty)."""
         try:
@@ -136,27 +164,9 @@ class BConv(_PreparedConv):
 
     def __init__(self, weight, in_channels, stride=(1, 1), padding="same", output="int",
                  thresh=None, thresh_sign=None, scale=None, bias=None, name="bconv"):
-        weight = np.asarray(weight)
-        if weight.dtype != np.uint64 or weight.ndim != 4:
-            raise ParameterError(f"{name}: weight must be uint64 (C_out, kh, kw, Cw), got {weight.dtype} {weight.shape}")
+        weight = self._check_and_set(weight, in_channels, stride, padding, output, thresh,
+                                     thresh_sign, scale, bias, name)
         c_out, kh, kw, cw = weight.shape
-        if in_channels < 1 or cw != n_words(in_channels):
-            raise ParameterError(f"{name}: weight has {cw} words per pixel but in_channels={in_channels} needs {n_words(max(in_channels, 1))}")
-        if c_out < 1 or kh < 1 or kw < 1:
-            raise ParameterError(f"{name}: empty weight shape {weight.shape}")
-        if padding not in ("same", "valid"):
-            raise ParameterError(f"{name}: padding must be 'same' or 'valid', got {padding!r}")
-        stride = tuple(int(s) for s in stride)
-        if len(stride) != 2 or min(stride) < 1:
-            raise ParameterError(f"{name}: stride must be two positive integers, got {stride}")
-        _check_output_tensors(name, c_out, output, thresh, thresh_sign, scale, bias)
-        self.name = name
-        self.in_channels = int(in_channels)
-        self.out_channels = c_out
-        self.kernel = (kh, kw)
-        self.stride = stride
-        self.padding = padding
-        self.output = output
         self.n = kh * kw * self.in_channels
         if in_channels < 64:
             # patch packing: the kh·kw·C_in bits of a window, tap-major, packed densely

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
-from .bconv_layer import MODES, _check_output_tensors, _PreparedConv
+from .bconv_layer import MODES, _PreparedConv
 from .layout import ROWS3X3, block_width, group_words
 
 __all__ = ["QConv", "qconv"]
@@ -37,30 +37,14 @@ class QConv(_PreparedConv):
 
     def __init__(self, weight, in_channels, bits, stride=(1, 1), padding="same", output="int",
                  thresh=None, thresh_sign=None, scale=None, bias=None, name="qconv"):
-        weight = np.asarray(weight)
-        if weight.dtype != np.uint64 or weight.ndim != 4:
-            raise ParameterError(f"{name}: weight must be uint64 (C_out, kh, kw, Cw), got {weight.dtype} {weight.shape}")
+        weight = self._check_and_set(weight, in_channels, stride, padding, output, thresh,
+                                     thresh_sign, scale, bias, name)
         c_out, kh, kw, cw = weight.shape
-        if in_channels < 1 or cw != n_words(in_channels):
-            raise ParameterError(f"{name}: weight has {cw} words per pixel but in_channels={in_channels} needs {n_words(max(in_channels, 1))}")
         if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 8:
             raise ParameterError(f"{name}: bits must be an integer in 1..8, got {bits!r}")
         if ((1 << bits) - 1) * kh * kw * in_channels >= 1 << 24:
             raise ParameterError(f"{name}: window of {kh}x{kw}x{in_channels} {bits}-bit levels is too large for exact accumulation")
-        if padding not in ("same", "valid"):
-            raise ParameterError(f"{name}: padding must be 'same' or 'valid', got {padding!r}")
-        stride = tuple(int(s) for s in stride)
-        if len(stride) != 2 or min(stride) < 1:
-            raise ParameterError(f"{name}: stride must be two positive integers, got {stride}")
-        _check_output_tensors(name, c_out, output, thresh, thresh_sign, scale, bias)
-        self.name = name
-        self.in_channels = int(in_channels)
-        self.out_channels = c_out
         self.bits = int(bits)
-        self.kernel = (kh, kw)
-        self.stride = stride
-        self.padding = padding
-        self.output = output
         wv = unpack_signs(weight, in_channels).astype(np.float32)      # (C_out, kh, kw, C_in)
         k = kh * kw * in_channels
         gw, kp = group_words(k)
