@@ -26,8 +26,8 @@ written to a temporary directory and renamed into place). ``bitnet compile`` (or
 use the JIT kernels for that key without retrying (``bitnet compile`` retries).
 ``BITNET_AOT=0`` turns the whole thing off (JIT only, numba's own on-disk cache).
 
-With more than one thread (:func:`bitnet.set_num_threads`) the large convolutions
-run their ``prange`` twins, which are JIT only: numba is then imported as before.
+More than one thread (:func:`bitnet.set_num_threads`) runs the same compiled kernels
+on parts of the rows from Python threads (:mod:`bitnet._threads`): no numba either.
 """
 
 from __future__ import annotations
@@ -400,10 +400,14 @@ def _build_facts() -> dict:
 
     from . import __version__
 
+    from .kernels import isa
+
     feats = llb.get_host_cpu_features()
     return {"bitnet": __version__, "python": sys.version, "numpy": md.version("numpy"),
             "numba": md.version("numba"), "llvmlite": md.version("llvmlite"),
             "cpu_name": llb.get_host_cpu_name(),
+            # the kernel path pycc's target (the host CPU by name) gets, see kernels.isa
+            "isa_path": isa.classify(llb.get_process_triple(), llb.get_host_cpu_name(), ""),
             "cpu_features": sorted(k for k, v in feats.items() if v) if hasattr(feats, "items") else str(feats)}
 
 
@@ -434,7 +438,7 @@ def _compile(name: str, out_dir: Path, verbose: bool) -> None:
     cc.output_dir = str(out_dir)
     cc.target_cpu = "host"
     cc.verbose = verbose
-    for kname, (modname, attr, _, sig) in KERNELS.items():
+    for kname, (modname, attr, sig) in KERNELS.items():
         disp = getattr(importlib.import_module(modname), attr)
         cc.export(kname, sig)(disp.py_func)
     saved = pycc_compiler.Flags
@@ -455,5 +459,6 @@ def status() -> dict:
     info = _read_json(js) or {}
     return {"enabled": aot_enabled(), "path": str(so), "exists": so.exists(),
             "status": info.get("status", "missing"), "error": info.get("error"),
-            "cpu_name": info.get("cpu_name"), "build_seconds": info.get("build_seconds"),
+            "cpu_name": info.get("cpu_name"), "isa_path": info.get("isa_path"),
+            "build_seconds": info.get("build_seconds"),
             "size_bytes": so.stat().st_size if so.exists() else None}

@@ -15,7 +15,6 @@ directory by itself; ``NUMBA_CACHE_DIR`` overrides both.
 from __future__ import annotations
 
 import os
-import threading
 
 #: Options shared by every kernel (``njit`` is nopython already; passing
 #: ``nopython=True`` to it only makes numba warn). ``fastmath`` stays off: the float paths must match
@@ -29,7 +28,8 @@ def jit(parallel: bool = False, **overrides):
     Parameters
     ----------
     parallel : bool
-        Compile with ``parallel=True`` so that ``numba.prange`` loops use threads.
+        Compile with ``parallel=True`` so that ``numba.prange`` loops use numba's
+        threads (only the roofline benchmark does; the kernels use :mod:`bitnet._threads`).
     **overrides
         Per-kernel exceptions to :data:`JIT_OPTIONS` (should be rare; say why at the
         call site).
@@ -44,11 +44,11 @@ def jit(parallel: bool = False, **overrides):
 
 
 def _max_threads() -> int:
-    """numba's thread limit (``NUMBA_NUM_THREADS``): imports numba, so only asked for
-    more than one thread (the one-thread path may run without numba at all)."""
-    import numba
-
-    return numba.config.NUMBA_NUM_THREADS
+    """The CPUs this process may run on (the pool never uses more threads)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _default_threads() -> int:
@@ -75,10 +75,7 @@ def set_num_threads(n: int) -> None:
     global _threads
     if not isinstance(n, (int,)) or isinstance(n, bool) or n < 1:
         raise ParameterError(f"thread count must be a positive integer, got {n!r}")
-    # numba's own count is applied lazily, by ensure_threads, and only when more than
-    # one thread is asked for: the one-thread path runs serial kernels and never
-    # starts numba's threading layer (a thread pool, and start-up time), nor imports
-    # numba when the ahead-of-time kernels are there (bitnet._aot)
+    # the pool threads (bitnet._threads) start when a call first uses them
     _threads = 1 if n == 1 else min(n, _max_threads())
 
 
@@ -90,21 +87,11 @@ def get_num_threads() -> int:
     return _threads
 
 
-_applied = threading.local()
-
-
 def ensure_threads() -> int:
-    """Apply the configured thread count to numba in the calling thread and return it.
+    """The thread count a call made now should use (:func:`set_num_threads`).
 
-    numba's thread count is thread-local; call this at the top of every public entry
-    point that runs a parallel kernel. With one thread it does nothing (the callers
-    then run serial kernels); otherwise the count applied in this thread is remembered
-    (asking numba costs ~0.5 µs, a tenth of a small layer).
+    With one thread the callers run each kernel once, in the calling thread; with more
+    they cut large convolutions into parts run by :mod:`bitnet._threads` (Python
+    threads, the same compiled kernels: no numba threading layer, no numba import).
     """
-    n = _threads if _threads is not None else get_num_threads()
-    if n > 1 and getattr(_applied, "n", None) != n:
-        import numba
-
-        numba.set_num_threads(n)
-        _applied.n = n
-    return n
+    return _threads if _threads is not None else get_num_threads()

@@ -115,12 +115,16 @@ def cmd_compile(args) -> int:
             raise
         _err(f"error: could not compile the kernels: {type(e).__name__}: {' '.join(str(e).split())[:500]}")
         return 1
+    from .kernels import isa
+
     st = _aot.status()
     st["seconds"] = round(time.perf_counter() - t0, 1)
+    st["kernels"] = isa.describe()          # what the kernels in use were compiled for
     if args.json:
         print(json.dumps(st))
     else:
-        print(f"{st['path']}  ({st['size_bytes'] / 1e6:.1f} MB, {st['cpu_name']}, {st['seconds']} s)")
+        print(f"{st['path']}  ({st['size_bytes'] / 1e6:.1f} MB, {st['cpu_name']}, {st['isa_path']} kernels, "
+              f"{st['seconds']} s)")
         if not st["enabled"]:
             _err("note: BITNET_AOT=0 is set: bitnet will not use this module")
     return 0

@@ -11,10 +11,10 @@ kernel. :meth:`Graph.run_reference` runs the same graph with the NumPy reference
 
 Thread safety: a prepared graph holds no mutable state; every call allocates its own
 values, so one :class:`Graph` may run in several Python threads at once (the kernels
-release the GIL). With one thread (the default, :func:`bitnet.set_num_threads`) the
-serial twins of the kernels run and no threading layer is involved; with more, the
-convolutions run their ``prange`` twins (numba's threading layer), split over output
-rows, with results identical for any thread count.
+release the GIL). With one thread (the default, :func:`bitnet.set_num_threads`) each
+kernel runs once in the calling thread; with more, the large convolutions run in
+parts of their output rows on a pool of Python threads (:mod:`bitnet._threads`),
+with results identical for any thread count.
 
 Example
 -------
@@ -661,8 +661,7 @@ class Graph:
         lay.info.weight_bytes = wt.nbytes + nbytes
         lay.step = _conv_step(_registry.get("bconv"), conv.wt, conv.params(h, w), conv.fp, output, out_info)
         if lay.info.macs >= PARALLEL_MIN_WORK:
-            lay.step_par = _conv_step(_registry.get_parallel("bconv"), conv.wt, conv.params(h, w, 1, True),
-                                      conv.fp, output, out_info)
+            lay.step_par = _conv_step_parts(conv, (h, w), out_info)
         lay.ref = lambda x: bconv_reference(x, wt, c_in, kernel, stride, padding, output, **ot)
         if output == "affine":
             lay.fuse = (conv, (h, w), wt)
@@ -692,8 +691,7 @@ class Graph:
         lay.info.weight_bytes = wt.nbytes + nbytes
         lay.step = _conv_step(_registry.get("qconv"), conv.wf, conv.params(h, w), conv.fp, output, out_info)
         if 32 * lay.info.macs >= PARALLEL_MIN_WORK:      # a level MAC costs ~32 binary MACs
-            lay.step_par = _conv_step(_registry.get_parallel("qconv"), conv.wf, conv.params(h, w, 1, True),
-                                      conv.fp, output, out_info)
+            lay.step_par = _conv_step_parts(conv, (h, w), out_info)
         lay.ref = lambda x: qconv_reference(x, wt, c_in, bits, kernel, stride, padding, output, **ot)
         lay.fuse = (conv, (h, w))
 
@@ -923,6 +921,21 @@ class Graph:
         lay.info.out_info = ValueInfo("real", a.shape[:-1] + (c,), c)
         lay.step = concat_reference
         lay.ref = concat_reference
+
+
+def _conv_step_parts(conv, hw, out_info):
+    """A closure that runs a prepared conv on parts of its rows, one per thread
+    (:mod:`bitnet._threads`; the thread count is read at each call)."""
+    from ._jit import ensure_threads
+
+    oshape = out_info.shape
+    dtype = {"threshold": np.uint64, "int": np.int32, "affine": np.float32}[conv.output]
+    h, w = hw
+
+    def step(x):
+        out = np.empty((x.shape[0],) + oshape, dtype)
+        return conv.run(x, conv.parts(h, w, ensure_threads()), out)
+    return step
 
 
 def _conv_step(kern, wt, ip, fp, output, out_info):

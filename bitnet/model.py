@@ -222,12 +222,10 @@ def _numba_without_scipy_blas():
 
 def _jit_in_use() -> bool:
     """Whether this run compiles or loads numba JIT kernels: no ahead-of-time module
-    (:mod:`bitnet._aot`; it was built or loaded when the graph was prepared), or more
-    than one thread (the parallel twins are JIT only)."""
-    from ._jit import get_num_threads
+    (:mod:`bitnet._aot`; it was built or loaded when the graph was prepared)."""
     from .kernels import _registry
 
-    return not _registry.aot_active() or get_num_threads() > 1
+    return not _registry.aot_active()
 
 
 def _run_graph(graph, x: np.ndarray) -> np.ndarray:
@@ -653,9 +651,12 @@ class Model:
         return out
 
     def summary(self, as_dict: bool = False):
-        """The per-layer table with labels and provenance (a str), or a dict of rows and totals."""
+        """The per-layer table with labels and provenance (a str), or a dict of rows and
+        totals; both say which kernels run it (instruction-set path, block widths)."""
+        from .kernels import isa
         from .summary import format_summary, summarize, totals
 
+        kern = isa.describe()
         if as_dict:
             rows = summarize(self.header["layers"], self.tensors, self.header["input"]["shape"])
             return {
@@ -665,8 +666,11 @@ class Model:
                 "totals": totals(rows),
                 "labels": list(self.labels),
                 "provenance": self.provenance,
+                "kernels": kern,
             }
-        return format_summary(self.header, self.tensors, self.path)
+        return format_summary(self.header, self.tensors, self.path) + (
+            f"\nkernels: {kern['path']} ({kern['popcount']}; blocks of {'/'.join(map(str, kern['lanes']))} "
+            f"channels; {'compiled ahead of time' if kern['aot'] else 'numba JIT'})")
 
 
 # --------------------------------------------------------------------------- loading

@@ -24,30 +24,9 @@ from numba.extending import intrinsic
 
 # the layout constants and helpers are pure Python (bitnet.kernels.layout); they are
 # re-exported here for the kernels
-from .layout import (FGROUPS, GROUPS, LANES, ROWS3X3, block_width, group_words,  # noqa: F401
+from . import isa
+from .layout import (FGROUPS, GROUPS, ROWS3X3, block_width, group_words,  # noqa: F401
                      threshold_bounds)
-
-
-def serial_and_parallel(fn):
-    """Compile ``fn`` (a kernel written with ``prange``) twice: ``(serial, parallel)``.
-
-    The serial twin runs the default, one-thread case with no threading layer at all:
-    nothing to start, nothing shared between Python threads, no spinning workers on a
-    busy machine. The parallel twin (``parallel=True``) is used when
-    :func:`bitnet.set_num_threads` asked for more than one thread. The parallel twin
-    is a copy of the function under another name, so the two keep separate on-disk
-    cache entries.
-    """
-    import types as _pytypes
-
-    from .._jit import jit
-
-    twin = _pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
-                                 fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_parallel"
-    twin.__doc__ = fn.__doc__
-    twin.__module__ = fn.__module__
-    return jit()(fn), jit(parallel=True)(twin)
 
 
 #: LLVM function attribute that lets the loop vectoriser use 512-bit registers. LLVM's
@@ -58,10 +37,10 @@ def serial_and_parallel(fn):
 _PREFER_512 = '"prefer-vector-width"="512"'
 
 
-def _prefer_512(fn):
+def _prefer_512(context, fn):
     # llvmlite only accepts known keyword attributes through ``add``; a string
     # attribute is written verbatim into the function's attribute list.
-    if _PREFER_512 not in fn.attributes:
+    if _PREFER_512 not in fn.attributes and isa.codegen_path(context) == "avx512":
         set.add(fn.attributes, _PREFER_512)
 
 
@@ -76,7 +55,7 @@ def popcount(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
         return builder.ctpop(args[0])
 
     return types.int64(types.uint64), codegen
@@ -84,6 +63,7 @@ def popcount(typingctx, x):
 
 I64 = ir.IntType(64)
 I32 = ir.IntType(32)
+I8 = ir.IntType(8)
 F32 = ir.FloatType()
 
 
@@ -111,17 +91,23 @@ def _intp(context, builder, val, ty):
 
 
 
-def _by_shape(context, builder, lanes_val, lanes_ty, gw_val, gw_ty, emit, ret=None, groups=GROUPS):
-    """Emit ``emit(L, G)`` for each block width L and group size G, behind one switch on
-    the runtime values (LLVM unswitches the loops around the call)."""
+def _by_shape(context, builder, lanes_val, lanes_ty, gw_val, gw_ty, emit, ret=None, groups=GROUPS,
+              first_layer=False):
+    """Emit ``emit(L, G)`` for each block width L of the target's path (:mod:`.isa`) and
+    group size G, behind one switch on the runtime values (LLVM unswitches the loops
+    around the call). A width the path has no code for falls to the widest one; layer
+    preparation never asks for it (it reads the same table)."""
+    shapes = isa.PATHS[isa.codegen_path(context)]
+    lanes = shapes["qlanes" if first_layer else "lanes"]
     key = builder.add(builder.mul(_intp(context, builder, lanes_val, lanes_ty), ir.Constant(I64, 100)),
                       _intp(context, builder, gw_val, gw_ty))
     fn = builder.function
     end = fn.append_basic_block("shape.end")
-    blocks = {(L, G): fn.append_basic_block(f"shape.{L}.{G}") for L in LANES for G in groups}
-    sw = builder.switch(key, blocks[(64, 9)])
+    blocks = {(L, G): fn.append_basic_block(f"shape.{L}.{G}") for L in lanes for G in groups}
+    default = (lanes[-1], groups[-1])
+    sw = builder.switch(key, blocks[default])
     for (L, G), bb in blocks.items():
-        if (L, G) != (64, 9):
+        if (L, G) != default:
             sw.add_case(ir.Constant(I64, 100 * L + G), bb)
     incoming = []
     for (L, G), bb in blocks.items():
@@ -152,22 +138,120 @@ def _ncols(context, builder, aryty, aryval):
 def _popsum(context, builder, L, G, sig, args):
     """``(acc[0:L] if add else 0) + Σ_{i<G} ctpop(x_i XOR w[k + L·i : +L])`` as <L x i64>,
     with ``x_i = xs.flat[xoff + i·ncols]``: ``xs`` is a ``(Kp, pixels)`` array, word-major
-    (arguments: w, k, acc, add, lanes, gw, xs, xoff, ...)."""
+    (arguments: w, k, acc, add, lanes, gw, xs, xoff, ...).
+
+    The popcount follows the compilation target's path (:mod:`.isa`): 64-bit counts per
+    word (``vpopcntq``) on AVX-512; elsewhere byte counters (``ctpop`` of ``<8L x i8>``:
+    ``vpshufb`` nibble lookups on AVX2, ``cnt.16b`` on NEON) summed over the group's
+    words and widened to 64 bits once (a byte holds at most 8·G ≤ 72).
+    """
+    path = isa.codegen_path(context)
     vty = ir.VectorType(I64, L)
-    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]),
-                                           f"llvm.ctpop.v{L}i64")
     k = _intp(context, builder, args[1], sig.args[1])
     xoff = _intp(context, builder, args[7], sig.args[7])
     ncols = _ncols(context, builder, sig.args[6], args[6])
-    total = None
-    for i in range(G):
-        w = _load(context, builder, sig.args[0], args[0], builder.add(k, ir.Constant(I64, L * i)), vty)
-        x = _scalar(context, builder, sig.args[6], args[6],
-                    builder.add(xoff, builder.mul(ncols, ir.Constant(I64, i))), I64)
-        pc = builder.call(ctpop, [builder.xor(_bcast(builder, x, vty), w)])
-        total = pc if total is None else builder.add(total, pc)
+    if isa.PATHS[path]["nibbles"]:
+        total = _nibble_popsum(context, builder, L, G, sig, args, k, xoff, ncols)
+    else:
+        wide = path == "avx512"
+        cty = vty if wide else ir.VectorType(I8, 8 * L)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(cty, [cty]),
+                                               f"llvm.ctpop.v{cty.count}i{cty.element.width}")
+        total = None
+        for i in range(G):
+            w = _load(context, builder, sig.args[0], args[0], builder.add(k, ir.Constant(I64, L * i)), vty)
+            x = _scalar(context, builder, sig.args[6], args[6],
+                        builder.add(xoff, builder.mul(ncols, ir.Constant(I64, i))), I64)
+            v = builder.xor(_bcast(builder, x, vty), w)
+            pc = builder.call(ctpop, [v if wide else builder.bitcast(v, cty)])
+            total = pc if total is None else builder.add(total, pc)
+        if not wide:
+            total = _widen_bytes(builder, total, L, path)
     old = _load(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), vty)
     return builder.add(total, builder.select(args[3], old, ir.Constant(vty, None)))
+
+
+#: popcount of each nibble value, twice (one 128-bit lane of ``vpshufb`` each)
+_NIBBLE_COUNTS = [bin(i).count("1") for i in range(16)] * 2
+
+
+def _nibble_popsum(context, builder, L, G, sig, args, k, xoff, ncols):
+    """The AVX2 popcount over nibble planes: weight row ``i`` is ``2L`` words at
+    ``k + 2L·i``, the low nibbles of the ``L`` channels' words then the high nibbles
+    (:func:`.layout.nibble_planes`). The input word is split the same way once per
+    word; then ``x XOR w`` of each plane is already a vector of nibbles, looked up
+    in the 16-entry count table with ``vpshufb`` (no masking per weight word: 6
+    instructions per 256 bits instead of 8), counts added as bytes, widened once."""
+    vty = ir.VectorType(I64, L)
+    t32 = ir.VectorType(I8, 32)
+    pshufb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t32, [t32, t32]),
+                                            "llvm.x86.avx2.pshuf.b")
+    table = ir.Constant(t32, _NIBBLE_COUNTS)
+    low = ir.Constant(vty, [0x0F0F0F0F0F0F0F0F] * L)
+    four = ir.Constant(vty, [4] * L)
+    total = None
+    for i in range(G):
+        x = _scalar(context, builder, sig.args[6], args[6],
+                    builder.add(xoff, builder.mul(ncols, ir.Constant(I64, i))), I64)
+        xb = _bcast(builder, x, vty)
+        planes = (builder.and_(xb, low), builder.and_(builder.lshr(xb, four), low))
+        row = builder.add(k, ir.Constant(I64, 2 * L * i))
+        for half, xp in enumerate(planes):
+            w = _load(context, builder, sig.args[0], args[0], builder.add(row, ir.Constant(I64, L * half)), vty)
+            v = builder.bitcast(builder.xor(xp, w), ir.VectorType(I8, 8 * L))
+            pc = _concat(builder, [builder.call(pshufb, [table, _slice(builder, v, 32 * j, 32)])
+                                   for j in range(L // 4)])
+            total = pc if total is None else builder.add(total, pc)
+    return _widen_bytes(builder, total, L, "avx2")
+
+
+def _slice(builder, v, start, n):
+    """Elements ``start .. start+n`` of vector ``v`` (a register-level shuffle)."""
+    return builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
+                                  ir.Constant(ir.VectorType(I32, n), list(range(start, start + n))))
+
+
+def _concat(builder, parts):
+    """One vector of the vectors ``parts`` (same type), in order."""
+    while len(parts) > 1:
+        nxt = []
+        for a, b in zip(parts[0::2], parts[1::2]):
+            n = a.type.count
+            nxt.append(builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 2 * n), list(range(2 * n)))))
+        parts = nxt
+    return parts[0]
+
+
+def _widen_bytes(builder, b, L, path):
+    """``<8L x i8>`` byte counts -> ``<L x i64>``: the sum of each group of eight bytes
+    (one per 64-bit word). AVX2: ``vpsadbw`` against zero per 32 bytes; NEON: three
+    pairwise widening adds (``uaddlp``) per 16 bytes; generic: shifts and masks."""
+    vty = ir.VectorType(I64, L)
+    if path == "avx2":
+        t32 = ir.VectorType(I8, 32)
+        sad = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VectorType(I64, 4), [t32, t32]),
+                                             "llvm.x86.avx2.psad.bw")
+        zero = ir.Constant(t32, None)
+        return _concat(builder, [builder.call(sad, [_slice(builder, b, 32 * j, 32), zero])
+                                 for j in range(L // 4)])
+    if path == "neon":
+        def uaddlp(v, src, dst):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dst, [src]),
+                                                f"llvm.aarch64.neon.uaddlp.v{dst.count}i{dst.element.width}"
+                                                f".v{src.count}i{src.element.width}")
+            return builder.call(fn, [v])
+
+        t8, t16, t32, t64 = (ir.VectorType(ir.IntType(w), 128 // w) for w in (8, 16, 32, 64))
+        parts = []
+        for j in range(L // 2):
+            v = uaddlp(_slice(builder, b, 16 * j, 16), t8, t16)
+            parts.append(uaddlp(uaddlp(v, t16, t32), t32, t64))
+        return _concat(builder, parts)
+    v = builder.bitcast(b, vty)
+    for shift, mask in ((8, 0x00FF00FF00FF00FF), (16, 0x0000FFFF0000FFFF), (32, 0x00000000FFFFFFFF)):
+        m = ir.Constant(vty, [mask] * L)
+        v = builder.add(builder.and_(v, m), builder.and_(builder.lshr(v, ir.Constant(vty, [shift] * L)), m))
+    return v
 
 
 def _fmasum(context, builder, L, G, sig, args):
@@ -177,8 +261,18 @@ def _fmasum(context, builder, L, G, sig, args):
     layer is an exact integer, so the association does not change the result.
     """
     vty = ir.VectorType(F32, L)
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                                         f"llvm.fma.v{L}f32")
+    if isa.PATHS[isa.codegen_path(context)]["fma"]:
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                            f"llvm.fma.v{L}f32")
+
+        def fma(a, b, c):
+            return builder.call(fn, [a, b, c])
+    else:
+        # no fused multiply-add on the target (llvm.fma would become a libm call per
+        # lane): multiply, then add; every partial sum is an exact integer, so the
+        # result is the same
+        def fma(a, b, c):
+            return builder.fadd(builder.fmul(a, b), c)
     k = _intp(context, builder, args[1], sig.args[1])
     qoff = _intp(context, builder, args[7], sig.args[7])
     ncols = _ncols(context, builder, sig.args[6], args[6])
@@ -196,7 +290,7 @@ def _fmasum(context, builder, L, G, sig, args):
         if i % 3 == 0:
             chains.append(builder.fmul(qb, w))
         else:
-            chains[-1] = builder.call(fma, [qb, w, chains[-1]])
+            chains[-1] = fma(qb, w, chains[-1])
     total = chains[0]
     for c in chains[1:]:
         total = builder.fadd(total, c)
@@ -234,7 +328,7 @@ def block_sum(typingctx, w, k, acc, add, lanes, gw, xs, xoff):
         return None
 
     def codegen(context, builder, sig, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
 
         def emit(L, G):
             v = _popsum(context, builder, L, G, sig, args)
@@ -254,7 +348,7 @@ def block_thresh(typingctx, w, k, acc, add, lanes, gw, xs, xoff, bound, lo):
         return None
 
     def codegen(context, builder, sig, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
         lo_ = _intp(context, builder, args[9], sig.args[9])
 
         def emit(L, G):
@@ -279,7 +373,7 @@ def block_affine(typingctx, w, k, acc, add, lanes, gw, xs, xoff, n, scale, bias,
         return None
 
     def codegen(context, builder, sig, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
         n_ = _intp(context, builder, args[8], sig.args[8])
         lo_ = _intp(context, builder, args[11], sig.args[11])
         off_ = _intp(context, builder, args[13], sig.args[13])
@@ -306,13 +400,13 @@ def fblock_sum(typingctx, w, k, acc, add, lanes, gw, qs, qoff):
         return None
 
     def codegen(context, builder, sig, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
 
         def emit(L, G):
             v = _fmasum(context, builder, L, G, sig, args)
             builder.store(v, _ptr(context, builder, sig.args[2], args[2], ir.Constant(I64, 0), v.type), align=4)
 
-        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, groups=FGROUPS)
+        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, groups=FGROUPS, first_layer=True)
         return context.get_dummy_value()
 
     return types.none(w, k, acc, add, lanes, gw, qs, qoff), codegen
@@ -326,7 +420,7 @@ def fblock_thresh(typingctx, w, k, acc, add, lanes, gw, qs, qoff, fbound, lo):
         return None
 
     def codegen(context, builder, sig, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
         lo_ = _intp(context, builder, args[9], sig.args[9])
 
         def emit(L, G):
@@ -335,7 +429,7 @@ def fblock_thresh(typingctx, w, k, acc, add, lanes, gw, qs, qoff, fbound, lo):
             bits = builder.bitcast(builder.fcmp_ordered("<", v, bnd), ir.IntType(L))
             return builder.zext(bits, I64) if L < 64 else bits
 
-        return _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, I64, groups=FGROUPS)
+        return _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, I64, groups=FGROUPS, first_layer=True)
 
     return types.int64(w, k, acc, add, lanes, gw, qs, qoff, fbound, lo), codegen
 
@@ -350,7 +444,7 @@ def fblock_affine(typingctx, w, k, acc, add, lanes, gw, qs, qoff, scale, bias, l
         return None
 
     def codegen(context, builder, sig, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
         lo_ = _intp(context, builder, args[10], sig.args[10])
         off_ = _intp(context, builder, args[12], sig.args[12])
 
@@ -361,7 +455,7 @@ def fblock_affine(typingctx, w, k, acc, add, lanes, gw, qs, qoff, scale, bias, l
             y = builder.fadd(builder.fmul(v, sc), bi)
             builder.store(y, _ptr(context, builder, sig.args[11], args[11], off_, v.type), align=4)
 
-        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, groups=FGROUPS)
+        _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit, groups=FGROUPS, first_layer=True)
         return context.get_dummy_value()
 
     return types.none(w, k, acc, add, lanes, gw, qs, qoff, scale, bias, lo, out, off), codegen
@@ -378,7 +472,7 @@ def vop16(typingctx, out, ooff, src, soff, op):
         return None
 
     def codegen(context, builder, sig, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
         vty = ir.VectorType(F32, 16)
         oo = _intp(context, builder, args[1], sig.args[1])
         so = _intp(context, builder, args[3], sig.args[3])
@@ -398,7 +492,7 @@ def vop16(typingctx, out, ooff, src, soff, op):
 
 def _sign_word_codegen(shifted):
     def codegen(context, builder, sig, args):
-        _prefer_512(builder.function)
+        _prefer_512(context, builder.function)
         vty = ir.VectorType(F32, 64)
         xo = _intp(context, builder, args[1], sig.args[1])
         v = builder.load(_ptr(context, builder, sig.args[0], args[0], xo, vty), align=4)
@@ -430,3 +524,89 @@ def sign_word_shift(typingctx, x, xoff, shift, soff):
             and isinstance(xoff, types.Integer) and isinstance(soff, types.Integer)):
         return None
     return types.uint64(x, xoff, shift, soff), _sign_word_codegen(True)
+
+
+@intrinsic
+def isa_code_const(typingctx, x):
+    """The code (:data:`.isa.PATHS`) of the instruction-set path this very code is
+    compiled for, as an int64 constant (``x`` is ignored; it gives the signature)."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(I64, isa.PATHS[isa.codegen_path(context)]["code"])
+
+    return types.int64(x), codegen
+
+
+@intrinsic
+def weight_planes(typingctx, x):
+    """Weight rows per block row on this path: 2 where binary weights are stored as
+    low and high nibble planes (:func:`.layout.nibble_planes`), else 1 (``x`` gives
+    the signature)."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(I64, 2 if isa.PATHS[isa.codegen_path(context)]["nibbles"] else 1)
+
+    return types.int64(x), codegen
+
+
+def _flag_ptr(context, builder, aryty, aryval, index):
+    ary = context.make_array(aryty)(context, builder, aryval)
+    return builder.gep(ary.data, [_intp(context, builder, index[0], index[1])])
+
+
+@intrinsic
+def load_acquire(typingctx, flags, i):
+    """``flags[i]`` (int64, C-contiguous) as an atomic load with acquire ordering: read
+    afresh on every call (a plain load would be hoisted out of a spin loop), and
+    nothing the other thread wrote before its release store is missed."""
+    if not (_is_arr(flags, types.int64) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _flag_ptr(context, builder, sig.args[0], args[0], (args[1], sig.args[1]))
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(flags, i), codegen
+
+
+@intrinsic
+def store_release(typingctx, flags, i, value):
+    """``flags[i] = value`` as an atomic store with release ordering: everything this
+    thread wrote before (a kernel's output rows) is visible to a thread that sees it."""
+    if not (_is_arr(flags, types.int64) and isinstance(i, types.Integer)
+            and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _flag_ptr(context, builder, sig.args[0], args[0], (args[1], sig.args[1]))
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        builder.store_atomic(val, ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return types.none(flags, i, value), codegen
+
+
+@intrinsic
+def cpu_relax(typingctx, x):
+    """A spin-wait hint (``pause`` on x86, ``yield`` on ARM64; nothing elsewhere); ``x``
+    gives the signature."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arch = isa.codegen_target(context)[0]
+        if arch.startswith("x86_64"):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        elif arch.startswith(("aarch64", "arm64")):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [I32]),
+                                                "llvm.aarch64.hint")
+            builder.call(fn, [ir.Constant(I32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(x), codegen

@@ -5,8 +5,9 @@ else numba's JIT.
 (:mod:`bitnet._aot`) exports each entry's serial function under its name with its
 signature, and :func:`get` returns the exported function, or the numba dispatcher
 when there is no ahead-of-time module (``BITNET_AOT=0``, a failed build, an
-unsupported platform). The parallel twins (``prange``, ``parallel=True``) are JIT only
-(:func:`get_parallel`): pycc has no threading layer.
+unsupported platform). More than one thread runs the same serial kernels on parts of
+the output rows from Python threads (:mod:`bitnet._threads`), so the ahead-of-time
+module serves every thread count.
 
 To add a kernel: define it (``@jit()``) in a kernel module, add a line here with the
 exact types its callers pass (C-contiguous arrays: ``[:, ::1]`` layouts; Python ints
@@ -29,35 +30,30 @@ _B4 = "u8[:, :, :, ::1]"     # packed bits (N, H, W, Cw)
 _I4 = "i4[:, :, :, ::1]"
 _F4 = "f4[:, :, :, ::1]"
 
-#: name -> (kernel module, serial function, parallel twin or None, AOT signature)
+#: name -> (kernel module, function, AOT signature)
 KERNELS = {
-    "bconv": ("bitnet.kernels.bconv", "_bconv_kernel", "_bconv_kernel_parallel",
-              f"void({_B4}, u8[:, :, ::1], i8[::1], f4[::1], {_B4}, {_I4}, {_F4})"),
-    "qconv": ("bitnet.kernels.qconv", "_qconv_kernel", "_qconv_kernel_parallel",
-              f"void(u1[:, :, :, ::1], f4[:, :, ::1], i8[::1], f4[::1], {_B4}, {_I4}, {_F4})"),
-    "quantize": ("bitnet.kernels.sign", "_quantize_kernel", None, "void(f4[::1], f4, f4, f4, u1[::1])"),
-    "sign": ("bitnet.kernels.sign", "_sign_kernel", None, "void(f4[:, ::1], f4[::1], b1, u8[:, ::1])"),
-    "maxpool_bits": ("bitnet.kernels.pool", "_maxpool_bits_kernel", None,
-                     f"void({_B4}, i8, i8, i8, i8, {_B4})"),
-    "pool_real": ("bitnet.kernels.pool", "_pool_real_kernel", None, f"void({_F4}, i8, i8, i8, i8, b1, {_F4})"),
-    "gap_real": ("bitnet.kernels.pool", "_gap_real_kernel", None, f"void({_F4}, f4[:, ::1])"),
-    "gap_bits": ("bitnet.kernels.pool", "_gap_bits_kernel", None, f"void({_B4}, i8, f4[:, ::1])"),
+    # the instruction-set path the kernels were compiled for (bitnet.kernels.isa)
+    "isa_code": ("bitnet.kernels.probe", "_isa_code_kernel", "i8(i8)"),
+    # waiting and signalling of the thread pool (bitnet._threads)
+    "spin_until": ("bitnet.kernels.sync", "_spin_until", "i8(i8[::1], i8, i8, i8)"),
+    "publish": ("bitnet.kernels.sync", "_publish", "void(i8[::1], i8, i8)"),
+    "bconv": ("bitnet.kernels.bconv", "_bconv_kernel", f"void({_B4}, u8[:, :, ::1], i8[::1], f4[::1], {_B4}, {_I4}, {_F4})"),
+    "qconv": ("bitnet.kernels.qconv", "_qconv_kernel", f"void(u1[:, :, :, ::1], f4[:, :, ::1], i8[::1], f4[::1], {_B4}, {_I4}, {_F4})"),
+    "quantize": ("bitnet.kernels.sign", "_quantize_kernel", "void(f4[::1], f4, f4, f4, u1[::1])"),
+    "sign": ("bitnet.kernels.sign", "_sign_kernel", "void(f4[:, ::1], f4[::1], b1, u8[:, ::1])"),
+    "maxpool_bits": ("bitnet.kernels.pool", "_maxpool_bits_kernel", f"void({_B4}, i8, i8, i8, i8, {_B4})"),
+    "pool_real": ("bitnet.kernels.pool", "_pool_real_kernel", f"void({_F4}, i8, i8, i8, i8, b1, {_F4})"),
+    "gap_real": ("bitnet.kernels.pool", "_gap_real_kernel", f"void({_F4}, f4[:, ::1])"),
+    "gap_bits": ("bitnet.kernels.pool", "_gap_bits_kernel", f"void({_B4}, i8, f4[:, ::1])"),
     # fused chains (bitnet.kernels.fused): the flattened variant has a 2-D output
-    "bconv_pool_sign": ("bitnet.kernels.fused", "_bconv_pool_sign_kernel", None,
-                        f"void({_B4}, u8[:, :, ::1], i8[::1], f4[::1], i8[::1], f4[::1], b1, {_B4})"),
-    "bconv_pool_sign_flat": ("bitnet.kernels.fused", "_bconv_pool_sign_kernel", None,
-                             f"void({_B4}, u8[:, :, ::1], i8[::1], f4[::1], i8[::1], f4[::1], b1, u8[:, ::1])"),
-    "quantize_qconv": ("bitnet.kernels.fused", "_quantize_qconv_kernel", None,
-                       f"void({_F4}, f4, f4, f4, f4[:, :, ::1], i8[::1], f4[::1], {_B4})"),
-    "dense_bits": ("bitnet.kernels.head", "_dense_bits_kernel", None,
-                   "void(u8[:, ::1], i8, f4[:, ::1], f4[::1], f4[:, ::1])"),
+    "bconv_pool_sign": ("bitnet.kernels.fused", "_bconv_pool_sign_kernel", f"void({_B4}, u8[:, :, ::1], i8[::1], f4[::1], i8[::1], f4[::1], b1, {_B4})"),
+    "bconv_pool_sign_flat": ("bitnet.kernels.fused", "_bconv_pool_sign_kernel", f"void({_B4}, u8[:, :, ::1], i8[::1], f4[::1], i8[::1], f4[::1], b1, u8[:, ::1])"),
+    "quantize_qconv": ("bitnet.kernels.fused", "_quantize_qconv_kernel", f"void({_F4}, f4, f4, f4, f4[:, :, ::1], i8[::1], f4[::1], {_B4})"),
+    "dense_bits": ("bitnet.kernels.head", "_dense_bits_kernel", "void(u8[:, ::1], i8, f4[:, ::1], f4[::1], f4[:, ::1])"),
     # fused real-valued chains of residual networks (bitnet.kernels.pool)
-    "add_maxpool_real": ("bitnet.kernels.pool", "_add_maxpool_real_kernel", None,
-                         f"void({_F4}, {_F4}, i8, i8, i8, i8, {_F4})"),
-    "pool_sign": ("bitnet.kernels.pool", "_pool_sign_kernel", None,
-                  f"void({_F4}, {_F4}, b1, i8, i8, i8, i8, f4[::1], b1, {_F4}, {_B4})"),
-    "add_sign": ("bitnet.kernels.pool", "_add_sign_kernel", None,
-                 "void(f4[:, ::1], f4[:, ::1], f4[::1], b1, f4[:, ::1], u8[:, ::1])"),
+    "add_maxpool_real": ("bitnet.kernels.pool", "_add_maxpool_real_kernel", f"void({_F4}, {_F4}, i8, i8, i8, i8, {_F4})"),
+    "pool_sign": ("bitnet.kernels.pool", "_pool_sign_kernel", f"void({_F4}, {_F4}, b1, i8, i8, i8, i8, f4[::1], b1, {_F4}, {_B4})"),
+    "add_sign": ("bitnet.kernels.pool", "_add_sign_kernel", "void(f4[:, ::1], f4[:, ::1], f4[::1], b1, f4[:, ::1], u8[:, ::1])"),
 }
 
 _lock = threading.Lock()
@@ -69,16 +65,14 @@ def aot_enabled() -> bool:
     return os.environ.get("BITNET_AOT", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def jit_kernel(name: str, parallel: bool = False):
+def jit_kernel(name: str):
     """The numba dispatcher of kernel ``name`` (imports numba and the kernel module)."""
-    mod, serial, par, _ = KERNELS[name]
-    if parallel and par is None:
-        raise KeyError(f"kernel {name!r} has no parallel twin")
-    return getattr(importlib.import_module(mod), par if parallel else serial)
+    mod, fn, _ = KERNELS[name]
+    return getattr(importlib.import_module(mod), fn)
 
 
 def get(name: str):
-    """The serial kernel ``name``: the ahead-of-time function when the AOT module is
+    """The kernel ``name``: the ahead-of-time function when the AOT module is
     available (built on first use, see :mod:`bitnet._aot`), else the JIT dispatcher."""
     key = (name, aot_enabled())
     fn = _cache.get(key)
@@ -111,30 +105,6 @@ def aot_active() -> bool:
 def is_aot(fn) -> bool:
     """True if ``fn`` (from :func:`get`) is ahead-of-time code, not a numba dispatcher."""
     return type(fn).__name__ == "builtin_function_or_method"
-
-
-class _LazyParallel:
-    """The parallel twin of a kernel, imported (with numba) on its first call only, so
-    that preparing a graph never imports numba."""
-
-    __slots__ = ("name", "fn")
-
-    def __init__(self, name):
-        self.name = name
-        self.fn = None
-
-    def __call__(self, *args):
-        fn = self.fn
-        if fn is None:
-            fn = self.fn = jit_kernel(self.name, parallel=True)
-        return fn(*args)
-
-
-def get_parallel(name: str):
-    """The parallel (``prange``) twin of kernel ``name``: JIT only, resolved lazily."""
-    if KERNELS[name][2] is None:
-        raise KeyError(f"kernel {name!r} has no parallel twin")
-    return _LazyParallel(name)
 
 
 def _reset() -> None:

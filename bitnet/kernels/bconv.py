@@ -33,19 +33,19 @@ Kernel layout (prepared once, in :class:`BConv`):
   ``bit = (v > bound) XOR flip`` at preparation (:func:`._common.threshold_bounds`
   has the derivation); padded channels get ``bound = int64 max``, so their bits stay 0.
 
-Work is split over output rows with ``prange``; every output element is computed by
-one thread in a fixed order, so results are identical for any thread count.
+With more than one thread, :mod:`bitnet._threads` runs the kernel on parts of the
+output rows at once (the header's part index); every output element is computed by
+one part in a fixed order, so results are identical for any thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import jit
-from ._common import block_affine, block_sum, block_thresh, serial_and_parallel
+from ._common import block_affine, block_sum, block_thresh, weight_planes
 # the layer preparation (pure Python, no numba) lives in bconv_layer; re-exported here
-from .bconv_layer import (_CO, _DENSE, _GW, _HO, _KH, _KW, _MODE, _N, _NCH, _NHDR,  # noqa: F401
+from .bconv_layer import (_CO, _DENSE, _GW, _HO, _KH, _KW, _MODE, _N, _NCH, _NHDR, _T0, _T1,  # noqa: F401
                           _PL, _PT, _SH, _SW, _WO, _EMPTY_F32, _EMPTY_I32, _EMPTY_U64,
                           MODES, BConv, BDense, _check_output_tensors, bconv, bdense)
 
@@ -59,27 +59,48 @@ __all__ = ["BConv", "BDense", "bconv", "bdense", "MODES"]
 
 
 @jit()
-def _row_threshold(xr, wt, ob, gw, acc, bound, flip, out_row):
+def _put_bits(out_row, xo, ob, L, word, flipw):
+    """Store the ``L`` threshold bits ``word`` of block ``ob`` at pixel ``xo``, XORed
+    with their flip bits: the block's channels ``ob·L ..`` are bits ``(ob·L) % 64 ..``
+    of output word ``(ob·L) // 64``. A block narrower than 64 channels shares its word
+    with the next blocks (blocks run in order: the first one in a word assigns it,
+    the others OR into it)."""
+    lo = ob * L
+    wi = lo >> 6
+    if L == 64:
+        out_row[xo, wi] = np.uint64(word ^ flipw[wi])
+        return
+    sh = lo & 63
+    bits = np.uint64((word ^ (flipw[wi] >> sh)) & ((1 << L) - 1))
+    if sh == 0:
+        out_row[xo, wi] = bits
+    else:
+        out_row[xo, wi] |= bits << np.uint64(sh)
+
+
+@jit()
+def _row_threshold(xr, wt, ob, gw, acc, bound, flipw, out_row):
     """Threshold outputs of one row for output block ``ob``: ``out_row[xo, ob]``."""
     kp = wt.shape[1]
-    L = wt.shape[2]
+    R = wt.shape[2]                 # words per weight row (L, or 2L: nibble planes)
+    L = R // weight_planes(R)
     ng = kp // gw
-    base = ob * kp * L
+    base = ob * kp * R
     lo = ob * L
     if ng == 1:
         for xo in range(xr.shape[1]):
             # bit j set iff v_j > bound (padded channels: bound = int64 max)
             word = block_thresh(wt, base, acc, False, L, gw, xr, xo, bound, lo)
-            out_row[xo, ob] = np.uint64(word ^ flip)
+            _put_bits(out_row, xo, ob, L, word, flipw)
         return
     last = (ng - 1) * gw
     for xo in range(xr.shape[1]):
         xoff = xo
         block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng - 1):
-            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
-        word = block_thresh(wt, base + last * L, acc, True, L, gw, xr, xoff + last * xr.shape[1], bound, lo)
-        out_row[xo, ob] = np.uint64(word ^ flip)
+            block_sum(wt, base + g * gw * R, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
+        word = block_thresh(wt, base + last * R, acc, True, L, gw, xr, xoff + last * xr.shape[1], bound, lo)
+        _put_bits(out_row, xo, ob, L, word, flipw)
 
 
 @jit()
@@ -87,9 +108,10 @@ def _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, row_off, c_out):
     """Affine outputs of one row for block ``ob`` when the block is full
     (``(ob+1)·L <= C_out``): stored straight from the vector registers."""
     kp = wt.shape[1]
-    L = wt.shape[2]
+    R = wt.shape[2]                 # words per weight row (L, or 2L: nibble planes)
+    L = R // weight_planes(R)
     ng = kp // gw
-    base = ob * kp * L
+    base = ob * kp * R
     lo = ob * L
     last = (ng - 1) * gw
     for xo in range(xr.shape[1]):
@@ -100,8 +122,8 @@ def _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, row_off, c_out):
             continue
         block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng - 1):
-            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
-        block_affine(wt, base + last * L, acc, True, L, gw, xr, xoff + last * xr.shape[1], n, scale, bias,
+            block_sum(wt, base + g * gw * R, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
+        block_affine(wt, base + last * R, acc, True, L, gw, xr, xoff + last * xr.shape[1], n, scale, bias,
                      lo, out_real, off)
 
 
@@ -110,15 +132,16 @@ def _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y,
     """int (mode 0) or affine (mode 2) outputs of one row for block ``ob``, channel by
     channel (int outputs, and the last, partial block of affine outputs)."""
     kp = wt.shape[1]
-    L = wt.shape[2]
+    R = wt.shape[2]                 # words per weight row (L, or 2L: nibble planes)
+    L = R // weight_planes(R)
     ng = kp // gw
-    base = ob * kp * L
+    base = ob * kp * R
     lo = ob * L
     for xo in range(xr.shape[1]):
         xoff = xo
         block_sum(wt, base, acc, False, L, gw, xr, xoff)
         for g in range(1, ng):
-            block_sum(wt, base + g * gw * L, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
+            block_sum(wt, base + g * gw * R, acc, True, L, gw, xr, xoff + g * gw * xr.shape[1])
         if mode == 0:
             for j in range(min(L, c_out - lo)):
                 out_int[b, y, xo, lo + j] = np.int32(n - 2 * acc[j])
@@ -250,7 +273,8 @@ def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
     zero-padded); exactly one of the three outputs is used (by mode).
     """
     nb, h, w, cw_in = x.shape
-    nblk, kp, L = wt.shape
+    nblk, kp, R = wt.shape
+    L = R // weight_planes(R)      # output channels per block
     c_out = ip[_CO]
     kh = ip[_KH]
     kw = ip[_KW]
@@ -274,7 +298,7 @@ def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
     rows = nb * h_out
     nchunks = max(1, min(ip[_NCH], rows))
     xlo, xhi = _tap_ranges(kw, sw, pl, w, w_out)
-    for t in prange(nchunks):
+    for t in range(ip[_T0], min(ip[_T1], nchunks)):
         xr = np.zeros((kp, w_out), dtype=np.uint64)     # word k of pixel xo: xr[k, xo]
         seg = np.zeros(w_out, dtype=np.uint64)
         acc = np.zeros(64, dtype=np.int64)
@@ -285,11 +309,11 @@ def _bconv_impl(x, wt, ip, fp, out_bits, out_int, out_real):
             # one block of weights at a time (Kp·L words: L1-resident)
             for ob in range(nblk):
                 if mode == 1:
-                    _row_threshold(xr, wt, ob, gw, acc, bound, flipw[ob], out_bits[b, y])
+                    _row_threshold(xr, wt, ob, gw, acc, bound, flipw, out_bits[b, y])
                 elif mode == 2 and (ob + 1) * L <= c_out:
                     _row_affine(xr, wt, ob, gw, acc, n, scale, bias, out_real, r * w_out * c_out, c_out)
                 else:
                     _row_dot(xr, wt, ob, gw, acc, mode, n, scale, bias, out_int, out_real, b, y, c_out)
 
 
-_bconv_kernel, _bconv_kernel_parallel = serial_and_parallel(_bconv_impl)
+_bconv_kernel = jit()(_bconv_impl)

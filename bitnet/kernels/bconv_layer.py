@@ -15,7 +15,8 @@ from ..errors import ParameterError
 from ..packing import n_words, pack_signs, unpack_signs
 from . import _registry
 from .geometry import conv_geometry
-from .layout import block_width, group_words, threshold_bounds
+from . import isa
+from .layout import block_width, group_words, nibble_planes, threshold_bounds
 
 __all__ = ["BConv", "BDense", "bconv", "bdense", "MODES"]
 
@@ -23,8 +24,8 @@ __all__ = ["BConv", "BDense", "bconv", "bdense", "MODES"]
 MODES = {"int": 0, "threshold": 1, "affine": 2}
 
 # layout of the int64 parameter vector ``ip`` of the kernel
-_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N, _CO, _GW, _DENSE, _NCH = range(14)
-_NHDR = 14
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _N, _CO, _GW, _DENSE, _NCH, _T0, _T1 = range(16)
+_NHDR = 16
 
 _EMPTY_U64 = np.zeros((0, 0, 0, 0), np.uint64)
 _EMPTY_I32 = np.zeros((0, 0, 0, 0), np.int32)
@@ -98,24 +99,33 @@ class _PreparedConv:
             raise ParameterError(f"{self.name}: {e}") from None
         return ho, wo
 
-    def params(self, h, w, nb=1, parallel=False):
-        """The kernel's int64 parameter vector for ``nb`` inputs of ``h × w`` (cached).
+    def params(self, h, w, part=(0, 1)):
+        """The kernel's int64 parameter vector for ``h × w`` inputs (cached).
 
-        The serial kernel takes the rows as one chunk (buffers allocated once); the
-        parallel one as one chunk per output row (numba hoists the buffers of a
-        ``prange`` body to one allocation per thread).
+        ``part = (i, n)``: the call computes part ``i`` of ``n`` of the output rows of
+        the batch (consecutive rows ``i·R//n ..``, R = batch × output height), for
+        :mod:`bitnet._threads`; ``(0, 1)``, all rows, is the one-thread call. A row is
+        computed the same way in any part, so the parts together equal one call.
         """
-        key = (h, w, nb if parallel else 0)
+        key = (h, w, part)
         ip = self._ip_cache.get(key)
         if ip is None:
             ho, wo, pt, pl = conv_geometry(h, w, self.kernel, self.stride, self.padding)
             hdr = self._hdr.copy()
-            i_pt, i_pl, i_ho, i_wo, i_nch = self._SLOTS
+            i_pt, i_pl, i_ho, i_wo, i_nch, i_t0, i_t1 = self._SLOTS
             hdr[i_pt], hdr[i_pl], hdr[i_ho], hdr[i_wo] = pt, pl, ho, wo
-            hdr[i_nch] = nb * ho if parallel else 1
+            hdr[i_nch], hdr[i_t0], hdr[i_t1] = part[1], part[0], part[0] + 1
             ip = np.concatenate([hdr, self._tail])
             self._ip_cache[key] = ip
         return ip
+
+    def parts(self, h, w, n):
+        """The ``n`` parameter vectors of an ``n``-thread call (see :meth:`params`)."""
+        key = (h, w, n)
+        ips = self._ip_cache.get(key)
+        if ips is None:
+            ips = self._ip_cache[key] = [self.params(h, w, (i, n)) for i in range(n)]
+        return ips
 
     def new_output(self, nb, ho, wo):
         """A fresh output array of the right kind for ``nb × ho × wo`` pixels."""
@@ -125,16 +135,31 @@ class _PreparedConv:
             return np.empty((nb, ho, wo, self.out_channels), np.int32)
         return np.empty((nb, ho, wo, self.out_channels), np.float32)
 
-    def run(self, x, ip, out, parallel=False):
-        """Run the kernel with no checks (C-contiguous input; ``ip`` from
-        :meth:`params` with the same ``parallel``)."""
+    def run(self, x, ips, out):
+        """Run the kernel with no checks (C-contiguous input) for the parameter vectors
+        ``ips`` of :meth:`parts` (one per thread; one vector: this thread only)."""
         m = self.output
-        kern = _registry.get_parallel(self._KERNEL) if parallel else _registry.get(self._KERNEL)
-        kern(x, self._w, ip, self.fp,
-             out if m == "threshold" else _EMPTY_U64,
-             out if m == "int" else _EMPTY_I32,
-             out if m == "affine" else _EMPTY_F32)
+        kern = _registry.get(self._KERNEL)
+        args = (self._w, None, self.fp,
+                out if m == "threshold" else _EMPTY_U64,
+                out if m == "int" else _EMPTY_I32,
+                out if m == "affine" else _EMPTY_F32)
+        if len(ips) == 1:
+            kern(x, self._w, ips[0], *args[2:])
+        else:
+            from .._threads import pool
+
+            pool(len(ips)).run([(kern, (x, self._w, ip) + args[2:]) for ip in ips])
         return out
+
+    def _call(self, x, h, w, nb):
+        from .._jit import ensure_threads
+
+        ho, wo = self.out_hw(h, w)
+        n = ensure_threads()
+        if n > 1 and nb * ho < 2:
+            n = 1
+        return self.run(x, self.parts(h, w, n), self.new_output(nb, ho, wo))
 
 
 class BConv(_PreparedConv):
@@ -160,7 +185,7 @@ class BConv(_PreparedConv):
     """
 
     _KERNEL = "bconv"
-    _SLOTS = (_PT, _PL, _HO, _WO, _NCH)
+    _SLOTS = (_PT, _PL, _HO, _WO, _NCH, _T0, _T1)
 
     def __init__(self, weight, in_channels, stride=(1, 1), padding="same", output="int",
                  thresh=None, thresh_sign=None, scale=None, bias=None, name="bconv"):
@@ -179,12 +204,13 @@ class BConv(_PreparedConv):
             dense_c = 0
         k = wwin.shape[1]
         gw, kp = group_words(k)
-        L = block_width(c_out)
+        L = block_width(c_out, isa.lanes())
         nblk = -(-c_out // L)
         cp = nblk * L
         wt = np.zeros((kp, cp), np.uint64)          # zero rows past k pair with zero words
         wt[:k, :c_out] = wwin.T
-        self.wt = np.ascontiguousarray(wt.reshape(kp, nblk, L).transpose(1, 0, 2))
+        self.lanes = L
+        self.wt = self.kernel_weights(wt.reshape(kp, nblk, L).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
         hdr[_MODE], hdr[_N], hdr[_CO] = MODES[output], self.n, c_out
@@ -202,19 +228,23 @@ class BConv(_PreparedConv):
         self._w = self.wt
         self._ip_cache = {}
 
+    @staticmethod
+    def kernel_weights(blocks):
+        """Weight blocks ``(nblk, Kp, L)`` in the layout of the kernels' path
+        (:mod:`.isa`): as they are, or as nibble planes ``(nblk, Kp, 2L)`` (AVX2)."""
+        if isa.PATHS[isa.active()]["nibbles"]:
+            return nibble_planes(blocks)
+        return np.ascontiguousarray(blocks)
+
     def __call__(self, x):
         """Apply to packed input ``x`` uint64 ``(N, H, W, ceil(C_in/64))``."""
-        from .._jit import ensure_threads
-
         x = np.asarray(x)
         cw = n_words(self.in_channels)
         if x.dtype != np.uint64 or x.ndim != 4 or x.shape[3] != cw:
             raise ParameterError(f"{self.name}: input must be uint64 (N, H, W, {cw}), got {x.dtype} {x.shape}")
         x = np.ascontiguousarray(x)
         nb, h, w, _ = x.shape
-        ho, wo = self.out_hw(h, w)
-        par = ensure_threads() > 1
-        return self.run(x, self.params(h, w, nb, par), self.new_output(nb, ho, wo), par)
+        return self._call(x, h, w, nb)
 
 
 def bconv(x, weight, in_channels, stride=(1, 1), padding="same", output="int", thresh=None,

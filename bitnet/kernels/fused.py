@@ -30,8 +30,8 @@ import numpy as np
 
 from .._jit import jit
 from .bconv import _CO, _GW, _DENSE, _KH, _KW, _N, _NHDR, _PL, _PT, _SH, _SW, _HO
-from .bconv import _gather_row, _row_affine, _row_dot, _tap_ranges
-from ._common import ROWS3X3, block_affine, block_sum, fblock_thresh
+from .bconv import _gather_row, _put_bits, _row_affine, _row_dot, _tap_ranges
+from ._common import ROWS3X3, block_affine, block_sum, fblock_thresh, weight_planes
 from .qconv import _HO as _QHO, _NHDR as _QNHDR, _PL as _QPL, _PT as _QPT, _WO as _QWO
 from .sign import _sign_kernel
 
@@ -70,8 +70,9 @@ def _row_affine_seg(seg, soff, wt, ob, gw, acc, n, scale, bias, row, c_out):
     per window, word ``ky`` of pixel ``xo`` at flat offset ``soff + xo + ky·W`` of
     ``seg``) into ``row`` (W, C)."""
     kp = wt.shape[1]
-    L = wt.shape[2]
-    base = ob * kp * L
+    R = wt.shape[2]                 # words per weight row (L, or 2L: nibble planes)
+    L = R // weight_planes(R)
+    base = ob * kp * R
     lo = ob * L
     if (ob + 1) * L <= c_out:
         for xo in range(row.shape[0]):
@@ -93,7 +94,8 @@ def _bconv_pool_sign_kernel(x, wt, ip, fp, pp, shift, has_shift, out):
     nb = x.shape[0]
     h = x.shape[1]
     w = x.shape[2]
-    nblk, kp, L = wt.shape
+    nblk, kp, R = wt.shape
+    L = R // weight_planes(R)      # output channels per block
     c_out = ip[_CO]
     kh = ip[_KH]
     kw = ip[_KW]
@@ -239,11 +241,11 @@ def _quantize_qconv_kernel(x, offset, scale, top, wf, ip, fp, out):
                 plane[r, np.uint64(j + pl)] = q
         for y in range(h_out):
             for ob in range(nblk):
-                _row_thresh_plane(plane, y * ncols, wf, ob, acc, fbound, flipw[ob], out[b, y], w_out)
+                _row_thresh_plane(plane, y * ncols, wf, ob, acc, fbound, flipw, out[b, y], w_out)
 
 
 @jit()
-def _row_thresh_plane(plane, poff, wf, ob, acc, fbound, flip, out_row, w_out):
+def _row_thresh_plane(plane, poff, wf, ob, acc, fbound, flipw, out_row, w_out):
     """Threshold outputs of one row, taps read from rows ``y .. y+2`` of the padded
     float32 plane of levels (flat offset ``poff`` of row ``y``)."""
     kp = wf.shape[1]
@@ -252,7 +254,7 @@ def _row_thresh_plane(plane, poff, wf, ob, acc, fbound, flip, out_row, w_out):
     lo = ob * L
     for xo in range(w_out):
         word = fblock_thresh(wf, base, acc, False, L, ROWS3X3, plane, poff + xo, fbound, lo)
-        out_row[xo, ob] = np.uint64(word ^ flip)
+        _put_bits(out_row, xo, ob, L, word, flipw)
 
 
 def quantize_qconv(x, bits, offset, scale, conv):

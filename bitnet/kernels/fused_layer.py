@@ -42,13 +42,13 @@ def segment_weights(conv, weight):
     c_in = conv.in_channels
     if kw * c_in > 64 or kh not in (3, 9):
         return None
-    nblk, _, L = conv.wt.shape
+    nblk, L = conv.wt.shape[0], conv.lanes
     c_out = conv.out_channels
     wv = unpack_signs(np.asarray(weight), c_in).reshape(c_out, kh, kw * c_in)
     words = pack_signs(wv)[..., 0]                      # (C_out, kh)
     wt = np.zeros((kh, nblk * L), np.uint64)
     wt[:, :c_out] = words.T
-    return np.ascontiguousarray(wt.reshape(kh, nblk, L).transpose(1, 0, 2))
+    return conv.kernel_weights(wt.reshape(kh, nblk, L).transpose(1, 0, 2))
 
 
 def quantize_qconv_applies(conv):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: block widths the intrinsics are compiled for (the ``lanes`` argument picks one at
-#: run time; LLVM unswitches the loops around them)
+#: block widths of the AVX-512 path; each instruction-set path has its own
+#: (:data:`bitnet.kernels.isa.PATHS`), and the ``lanes`` argument of the block
+#: intrinsics picks one at run time (LLVM unswitches the loops around them)
 LANES = (16, 32, 64)
 
 #: words (or first-layer taps) per group: 9 for wide windows, 3 for small ones
@@ -28,13 +29,14 @@ def group_words(words: int) -> tuple[int, int]:
     return g, -(-words // g) * g
 
 
-def block_width(c_out: int) -> int:
-    """Output channels per block: the smallest of 16, 32, 64 that holds ``c_out`` (64
-    for wider layers, which use several blocks)."""
-    for L in LANES:
+def block_width(c_out: int, lanes=LANES) -> int:
+    """Output channels per block: the smallest of ``lanes`` (the block widths of the
+    kernels' instruction-set path, :func:`bitnet.kernels.isa.lanes`) that holds
+    ``c_out``, else the widest (wider layers use several blocks)."""
+    for L in lanes:
         if c_out <= L:
             return L
-    return 64
+    return lanes[-1]
 
 
 def threshold_bounds(thresh, thresh_sign, slope, offset):
@@ -71,3 +73,14 @@ def threshold_bounds(thresh, thresh_sign, slope, offset):
     for c in np.nonzero(flip)[0]:
         flipw[c // 64] |= np.uint64(1) << np.uint64(c % 64)
     return np.ascontiguousarray(bound), flipw.view(np.int64)
+
+
+def nibble_planes(wt):
+    """Weight blocks ``(nblk, Kp, L)`` uint64 -> ``(nblk, Kp, 2L)``: each row's ``L``
+    words with only their low nibbles (``w & 0x0F…``), then only their high nibbles
+    shifted down (``(w >> 4) & 0x0F…``). The AVX2 kernels split each input word the
+    same way once, so that ``x XOR w`` per plane is a vector of 4-bit table indices
+    for ``vpshufb`` (popcount(x XOR w) = sum of the two planes' nibble counts)."""
+    wt = np.asarray(wt, np.uint64)
+    m = np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.ascontiguousarray(np.concatenate([wt & m, (wt >> np.uint64(4)) & m], axis=2))

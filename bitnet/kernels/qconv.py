@@ -21,19 +21,18 @@ block intrinsic reads its nine taps straight from three zero-padded rows of leve
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import jit
-from ._common import ROWS3X3, fblock_affine, fblock_sum, fblock_thresh, serial_and_parallel
-from .bconv import _tap_ranges
+from ._common import ROWS3X3, fblock_affine, fblock_sum, fblock_thresh
+from .bconv import _put_bits, _tap_ranges
 # the layer preparation (pure Python, no numba) lives in qconv_layer; re-exported here
-from .qconv_layer import (_CO, _GW, _HO, _KH, _KW, _MODE, _NCH, _NHDR, _PL, _PT,  # noqa: F401
+from .qconv_layer import (_CO, _GW, _HO, _KH, _KW, _MODE, _NCH, _NHDR, _T0, _T1, _PL, _PT,  # noqa: F401
                           _SH, _SW, _WO, QConv, qconv)
 
 __all__ = ["QConv", "qconv"]
 
 @jit()
-def _row_threshold(qr, wf, ob, gw, acc, fbound, flip, out_row):
+def _row_threshold(qr, wf, ob, gw, acc, fbound, flipw, out_row):
     """Threshold outputs of one row for output block ``ob`` (see bconv for why the
     accumulate flags are constants and the helpers small)."""
     kp = wf.shape[1]
@@ -44,7 +43,7 @@ def _row_threshold(qr, wf, ob, gw, acc, fbound, flip, out_row):
     if ng == 1:
         for xo in range(qr.shape[1]):
             word = fblock_thresh(wf, base, acc, False, L, gw, qr, xo, fbound, lo)
-            out_row[xo, ob] = np.uint64(word ^ flip)
+            _put_bits(out_row, xo, ob, L, word, flipw)
         return
     last = (ng - 1) * gw
     for xo in range(qr.shape[1]):
@@ -53,11 +52,11 @@ def _row_threshold(qr, wf, ob, gw, acc, fbound, flip, out_row):
         for g in range(1, ng - 1):
             fblock_sum(wf, base + g * gw * L, acc, True, L, gw, qr, qoff + g * gw * qr.shape[1])
         word = fblock_thresh(wf, base + last * L, acc, True, L, gw, qr, qoff + last * qr.shape[1], fbound, lo)
-        out_row[xo, ob] = np.uint64(word ^ flip)
+        _put_bits(out_row, xo, ob, L, word, flipw)
 
 
 @jit()
-def _row_threshold_rows(fr, wf, ob, acc, fbound, flip, out_row, w_out):
+def _row_threshold_rows(fr, wf, ob, acc, fbound, flipw, out_row, w_out):
     """Threshold outputs of one row of a stride-1 3×3 single-channel first layer, taps
     read straight from three padded rows of levels ``fr`` (no per-tap gather)."""
     kp = wf.shape[1]
@@ -66,7 +65,7 @@ def _row_threshold_rows(fr, wf, ob, acc, fbound, flip, out_row, w_out):
     lo = ob * L
     for xo in range(w_out):
         word = fblock_thresh(wf, base, acc, False, L, ROWS3X3, fr, xo, fbound, lo)
-        out_row[xo, ob] = np.uint64(word ^ flip)
+        _put_bits(out_row, xo, ob, L, word, flipw)
 
 
 @jit()
@@ -154,7 +153,7 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
     nchunks = max(1, min(ip[_NCH], rows))
     xlo, xhi = _tap_ranges(kw, sw, pl, w, w_out)
     lv2 = lv.reshape(nb * h, w * c_in)
-    for t in prange(nchunks):
+    for t in range(ip[_T0], min(ip[_T1], nchunks)):
         qr = np.zeros((kp, w_out), dtype=np.float32)     # tap k of pixel xo: qr[k, xo]
         acc = np.zeros(64, dtype=np.float32)
         fr = np.zeros((kh, w_out + kw - 1), dtype=np.float32)
@@ -172,7 +171,7 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
                             fr[ky, np.uint64(j + pl)] = np.float32(lv2[ri, np.uint64(j)])
                 for ob in range(nblk):
                     if mode == 1:
-                        _row_threshold_rows(fr, wf, ob, acc, fbound, flipw[ob], out_bits[b, y], w_out)
+                        _row_threshold_rows(fr, wf, ob, acc, fbound, flipw, out_bits[b, y], w_out)
                     else:       # affine, full blocks (see QConv)
                         _row_affine_rows(fr, wf, ob, acc, scale, bias, out_real, r * w_out * c_out, c_out,
                                          w_out)
@@ -204,7 +203,7 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
                             qr[k, xo] = np.float32(lv[b, iy, np.uint64(xo * sw - pl + kx), ci])
             for ob in range(nblk):
                 if mode == 1:
-                    _row_threshold(qr, wf, ob, gw, acc, fbound, flipw[ob], out_bits[b, y])
+                    _row_threshold(qr, wf, ob, gw, acc, fbound, flipw, out_bits[b, y])
                 elif mode == 2 and (ob + 1) * L <= c_out:
                     _row_affine(qr, wf, ob, gw, acc, scale, bias, out_real, r * w_out * c_out, c_out)
                 else:
@@ -212,4 +211,4 @@ def _qconv_impl(lv, wf, ip, fp, out_bits, out_int, out_real):
 
 
 
-_qconv_kernel, _qconv_kernel_parallel = serial_and_parallel(_qconv_impl)
+_qconv_kernel = jit()(_qconv_impl)

@@ -11,12 +11,13 @@ import numpy as np
 from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
 from .bconv_layer import MODES, _PreparedConv
+from . import isa
 from .layout import ROWS3X3, block_width, group_words
 
 __all__ = ["QConv", "qconv"]
 
-_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _CO, _GW, _NCH = range(12)
-_NHDR = 12
+_KH, _KW, _SH, _SW, _PT, _PL, _HO, _WO, _MODE, _CO, _GW, _NCH, _T0, _T1 = range(14)
+_NHDR = 14
 
 
 class QConv(_PreparedConv):
@@ -33,7 +34,7 @@ class QConv(_PreparedConv):
     """
 
     _KERNEL = "qconv"
-    _SLOTS = (_PT, _PL, _HO, _WO, _NCH)
+    _SLOTS = (_PT, _PL, _HO, _WO, _NCH, _T0, _T1)
 
     def __init__(self, weight, in_channels, bits, stride=(1, 1), padding="same", output="int",
                  thresh=None, thresh_sign=None, scale=None, bias=None, name="qconv"):
@@ -48,7 +49,7 @@ class QConv(_PreparedConv):
         wv = unpack_signs(weight, in_channels).astype(np.float32)      # (C_out, kh, kw, C_in)
         k = kh * kw * in_channels
         gw, kp = group_words(k)
-        L = block_width(c_out)
+        L = block_width(c_out, isa.qlanes())
         nblk = -(-c_out // L)
         cp = nblk * L
         wf = np.zeros((kp, cp), np.float32)              # zero rows/columns add nothing
@@ -86,8 +87,6 @@ class QConv(_PreparedConv):
 
     def __call__(self, levels):
         """Apply to uint8 levels ``(N, H, W, C_in)`` (values must be below ``2**bits``)."""
-        from .._jit import ensure_threads
-
         lv = np.asarray(levels)
         if lv.dtype != np.uint8 or lv.ndim != 4 or lv.shape[3] != self.in_channels:
             raise ParameterError(f"{self.name}: input must be uint8 (N, H, W, {self.in_channels}), got {lv.dtype} {lv.shape}")
@@ -95,9 +94,7 @@ class QConv(_PreparedConv):
             raise ParameterError(f"{self.name}: levels exceed {self.bits} bits")
         lv = np.ascontiguousarray(lv)
         nb, h, w, _ = lv.shape
-        ho, wo = self.out_hw(h, w)
-        par = ensure_threads() > 1
-        return self.run(lv, self.params(h, w, nb, par), self.new_output(nb, ho, wo), par)
+        return self._call(lv, h, w, nb)
 
 
 def qconv(levels, weight, in_channels, bits, stride=(1, 1), padding="same", output="int",

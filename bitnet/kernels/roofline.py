@@ -74,14 +74,13 @@ def make_operands(threads=1, seed=0):
 
 def measure_roofline(threads=1, reps=256, repeat=50):
     """Binary MACs/s of the roofline loop (best of ``repeat`` timings)."""
-    from .._jit import ensure_threads, set_num_threads
+    import numba
 
     a, keys = make_operands(threads)
     if threads == 1:
         fn = roofline_kernel
     else:
-        set_num_threads(threads)
-        ensure_threads()
+        numba.set_num_threads(threads)      # numba's own threads: prange in roofline_parallel
         fn = roofline_parallel
     fn(a, keys, 1)
     best = np.inf

@@ -1,0 +1,29 @@
+"""Two tiny kernels the thread pool (:mod:`bitnet._threads`) waits and signals with.
+
+Both run without the GIL, so a thread spinning in :func:`_spin_until` leaves the GIL
+to the thread it waits for; the flags are int64 arrays read and written atomically
+(acquire / release), so a kernel's output rows written before a release store are
+visible to the thread whose acquire load sees that store.
+"""
+
+from __future__ import annotations
+
+from .._jit import jit
+from ._common import cpu_relax, load_acquire, store_release
+
+
+@jit()
+def _spin_until(flags, i, value, spins):
+    """Spin until ``flags[i] >= value``, trying at most ``spins`` times; 1 if reached,
+    else 0 (the caller then blocks on a condition variable instead)."""
+    for _ in range(spins):
+        if load_acquire(flags, i) >= value:
+            return 1
+        cpu_relax(0)
+    return 0
+
+
+@jit()
+def _publish(flags, i, value):
+    """``flags[i] = value`` with release ordering."""
+    store_release(flags, i, value)
