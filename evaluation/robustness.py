@@ -196,6 +196,16 @@ def markdown(r) -> str:
     at10 = [x for x in r["rows"] if x["condition"].endswith(" 10 dB")]
     miss = [f"{x['condition']}: {100 * x['accuracy']:.1f} %" for x in at10 if x["accuracy"] < 0.95]
     L += ["", "Goal ≥ 95 % at 10 dB SNR: " + ("met." if not miss else "**missed** (" + "; ".join(miss) + ").")]
+    L += [
+        "",
+        "\"in 3 s of silence\" is `predict` on the whole 3 s recording (the mean over its sliding windows, most of "
+        "them silent); \"cut by the gate's segmenter\" first cuts the utterance out as `bitnet listen` does. "
+        "The speech gate's own figures: [gate.md](gate.md).",
+        "",
+        "![accuracy against SNR](robustness_snr.png)",
+        "",
+        "![reliability diagrams, clean and pink noise at 10 dB, before and after temperature scaling](calibration.png)",
+    ]
     return "\n".join(L)
 
 
