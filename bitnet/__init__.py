@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import AudioError, BitnetError, ModelFileError, ParameterError
+from .errors import AudioError, BitnetError, DeviceError, ModelFileError, ParameterError
 
 __version__ = "0.1.0"
 
@@ -28,6 +28,9 @@ _LAZY = {
     "infer": ".model",
     "Model": ".model",
     "Prediction": ".model",
+    "Gate": ".gate",
+    "GateResult": ".gate",
+    "NO_SPEECH": ".gate",
     "set_num_threads": "._jit",
     "get_num_threads": "._jit",
 }
@@ -35,6 +38,7 @@ _LAZY = {
 __all__ = [
     "AudioError",
     "BitnetError",
+    "DeviceError",
     "ModelFileError",
     "ParameterError",
     "__version__",

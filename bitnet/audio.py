@@ -69,13 +69,23 @@ def _resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _finite(y: np.ndarray, name: str) -> None:
+def _finite(y: np.ndarray, name: str, channels_first: bool = True) -> None:
+    """Raise ``AudioError`` if ``y`` holds NaN/Inf, saying where in plain words.
+
+    ``y`` is ``(samples,)``, ``(channels, samples)`` (``channels_first``, arrays) or
+    ``(samples, channels)`` (files, as soundfile reads them).
+    """
     if not math.isfinite(float(y.sum())):  # cheap; the element-wise look only on failure
         bad = ~np.isfinite(y)
         if bad.any():
-            first = np.unravel_index(int(np.argmax(bad)), y.shape)
-            where = first[0] if len(first) == 1 else first
-            raise AudioError(f"{name}: {int(bad.sum())} NaN/Inf samples (first at index {where})")
+            first = [int(i) for i in np.unravel_index(int(np.argmax(bad)), y.shape)]
+            if y.ndim == 1:
+                where = f"sample {first[0]}"
+            else:
+                ch, smp = first if channels_first else first[::-1]
+                where = f"sample {smp} of channel {ch}"
+            n = int(bad.sum())
+            raise AudioError(f"{name}: {n} NaN/Inf sample{'s' if n != 1 else ''} (the first is {where})")
 
 
 def _mono(data: np.ndarray) -> np.ndarray:
@@ -262,7 +272,7 @@ def _from_file(source, sr, orig_sr, is_path: bool):
         raise AudioError(f"{name}: zero samples (an empty recording)")
     if data.shape[1] == 0:
         raise AudioError(f"{name}: zero channels")
-    _finite(data, name)
+    _finite(data, name, channels_first=False)
     y = _mono(data)
     if sr is None:
         return y, rate

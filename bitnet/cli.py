@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--window", type=_positive_float, metavar="S", help="timeline mode: label segments of S seconds")
     inf.add_argument("--hop", type=_positive_float, metavar="S", help="hop between windows/segments, seconds (default half a window)")
     inf.add_argument("--threads", type=_positive_int, metavar="N", help="threads per run (default 1)")
+    inf.add_argument("--no-gate", dest="gate", action="store_false",
+                     help="classify every clip, even silence (default: clips without speech say 'no speech')")
     inf.add_argument("--debug", action="store_true", help="show tracebacks")
     inf.set_defaults(func=cmd_infer)
 
@@ -99,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--json", action="store_true", help="print JSON")
     comp.add_argument("--debug", action="store_true", help="show tracebacks")
     comp.set_defaults(func=cmd_compile)
+
+    from .listen import add_parsers  # listen, record, show (bitnet/listen.py, bitnet/plot.py)
+
+    add_parsers(sub)
     return p
 
 
@@ -166,6 +172,8 @@ def _load_model(path, debug: bool):
 
 
 def _format_row(path: str, pred, k: int, width: int) -> str:
+    if not pred.speech:
+        return f"{path:<{width}}  {'-':>6}  {'-':>6}   no speech ({pred.gate.reason})"
     alts = ", ".join(f"{lab} {p:.3f}" for lab, p in pred.top_k(k)[1:])
     extra = f"   ({alts})" if alts else ""
     win = f"   [{pred.window_probabilities.shape[0]} windows]" if pred.window_probabilities.shape[0] > 1 else ""
@@ -215,7 +223,7 @@ def cmd_infer(args) -> int:
                     for s in segs:
                         out(f"{name}  {s.start:8.3f}  {s.end:8.3f}  {s.label:>6}  {s.probability:6.3f}")
             else:
-                pred = model.predict(path, hop=args.hop)
+                pred = model.predict(path, hop=args.hop, gate=args.gate)
                 if args.json:
                     out(json.dumps(pred.to_dict(args.top_k)))
                 else:

@@ -7,7 +7,7 @@ fix, on a single line.
 
 from __future__ import annotations
 
-__all__ = ["BitnetError", "AudioError", "ModelFileError", "ParameterError"]
+__all__ = ["BitnetError", "AudioError", "ModelFileError", "ParameterError", "DeviceError"]
 
 
 class BitnetError(Exception):
@@ -24,3 +24,7 @@ class ModelFileError(BitnetError, ValueError):
 
 class ParameterError(BitnetError, ValueError):
     """A bad argument: wrong dtype, shape, range or an unsupported combination."""
+
+
+class DeviceError(BitnetError, RuntimeError):
+    """No usable audio device: the sounddevice package or PortAudio missing, no such input."""

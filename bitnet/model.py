@@ -53,6 +53,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import AudioError, BitnetError, ModelFileError, ParameterError
+from .gate import NO_SPEECH
 from .modelfile import read_model
 
 __all__ = ["load", "infer", "Model", "Prediction", "Segment", "DEFAULT_MODEL"]
@@ -88,6 +89,14 @@ class Prediction:
         The model's window length in seconds.
     source : str or None
         The file the audio came from, where known.
+    speech : bool
+        False when the speech gate (:mod:`bitnet.gate`) found nothing to classify
+        (silence, steady low noise, a clip far shorter than a syllable). Then
+        :attr:`label` is :data:`bitnet.NO_SPEECH` (``"_silence_"``), :attr:`index` is
+        -1 and :attr:`probability` is NaN; :attr:`probabilities` and :meth:`top_k` still
+        hold what the model would have said, for inspection only.
+    gate : bitnet.GateResult or None
+        The gate's decision and its reason (None where no gate ran, e.g. ``stream``).
     """
 
     label: str
@@ -98,10 +107,14 @@ class Prediction:
     window_starts: np.ndarray
     window_seconds: float
     source: str | None = None
+    speech: bool = True
+    gate: object = None
 
     @property
     def probability(self) -> float:
-        """Probability of :attr:`label`."""
+        """Probability of :attr:`label` (NaN when :attr:`speech` is False)."""
+        if not self.speech:
+            return float("nan")
         return float(self.probabilities[self.index])
 
     @property
@@ -130,14 +143,19 @@ class Prediction:
             "source": self.source,
             "label": self.label,
             "index": self.index,
-            "probability": round(self.probability, 6),
+            "probability": round(self.probability, 6) if self.speech else None,
+            "speech": self.speech,
             "top_k": [[lab, round(p, 6)] for lab, p in self.top_k(k or len(self.labels))],
             "windows": int(self.window_probabilities.shape[0]),
         }
+        if self.gate is not None:
+            d["gate"] = self.gate.to_dict()
         return d
 
     def __repr__(self) -> str:
         src = f", source={self.source!r}" if self.source else ""
+        if not self.speech:
+            return f"Prediction(label={self.label!r}, speech=False, windows={self.window_probabilities.shape[0]}{src})"
         return (
             f"Prediction(label={self.label!r}, probability={self.probability:.3f}, "
             f"windows={self.window_probabilities.shape[0]}{src})"
@@ -172,7 +190,8 @@ def _cache_dir() -> Path:
 
 #: modules of the package that define no kernels (editing them does not invalidate numba's cache)
 _NO_KERNELS = frozenset(
-    {"model.py", "cli.py", "summary.py", "modelfile.py", "_placeholder.py", "__main__.py", "errors.py", "audio.py"}
+    {"model.py", "cli.py", "summary.py", "modelfile.py", "_placeholder.py", "__main__.py", "errors.py", "audio.py",
+     "gate.py", "listen.py", "plot.py"}
 )
 
 
@@ -465,24 +484,27 @@ class Model:
             return np.zeros((0, len(self.labels)), np.float32)
         return _run_graph(self.graph, x)
 
-    def _result(self, probs: np.ndarray, starts: np.ndarray, source) -> Prediction:
+    def _result(self, probs: np.ndarray, starts: np.ndarray, source, gate=None) -> Prediction:
         mean = probs.mean(axis=0)
         mean = (mean / mean.sum()).astype(np.float32)
         idx = int(np.argmax(mean))
+        speech = gate is None or gate.speech
         return Prediction(
-            label=self.labels[idx],
-            index=idx,
+            label=self.labels[idx] if speech else NO_SPEECH,
+            index=idx if speech else -1,
             probabilities=mean,
             labels=self.labels,
             window_probabilities=probs.astype(np.float32),
             window_starts=np.asarray(starts, dtype=np.float64),
             window_seconds=self.window_seconds,
             source=source,
+            speech=speech,
+            gate=gate,
         )
 
     # ---------------------------------------------------------------- public API
 
-    def predict(self, audio, sample_rate=None, *, hop=None):
+    def predict(self, audio, sample_rate=None, *, hop=None, gate=True):
         """Classify one clip or a batch of clips.
 
         Parameters
@@ -496,6 +518,10 @@ class Model:
         hop : float, optional
             Hop between sliding windows for clips longer than the window, seconds
             (default: half a window).
+        gate : bool or bitnet.Gate, default True
+            The speech gate (:mod:`bitnet.gate`): a clip without speech gets
+            ``speech=False`` and the label :data:`bitnet.NO_SPEECH` instead of a digit.
+            ``False`` turns it off; a :class:`bitnet.Gate` sets its thresholds.
 
         Returns
         -------
@@ -515,21 +541,25 @@ class Model:
         >>> [p.label for p in model.predict([y1, y2], sample_rate=8000)]  # doctest: +SKIP
         ['3', '9']
         """
+        from .gate import Gate
+
+        g = Gate.coerce(gate)
         batch = isinstance(audio, (list, tuple))
         items = list(audio) if batch else [audio]
         if batch and not items:
             return []
-        feats, starts, names = [], [], []
+        feats, starts, names, gates = [], [], [], []
         for item in items:
             y = self.read_audio(item, sample_rate)
             f, s = self.windows(y, hop)
             feats.append(f)
             starts.append(s)
             names.append(_source_name(item))
+            gates.append(g.check(y, self.sample_rate) if g.enabled else None)
         probs = _softmax(self.logits(np.concatenate(feats) if len(feats) > 1 else feats[0]))
         out, pos = [], 0
-        for f, s, name in zip(feats, starts, names):
-            out.append(self._result(probs[pos : pos + f.shape[0]], s, name))
+        for f, s, name, gr in zip(feats, starts, names, gates):
+            out.append(self._result(probs[pos : pos + f.shape[0]], s, name, gr))
             pos += f.shape[0]
         return out if batch else out[0]
 
@@ -764,7 +794,7 @@ def _cached(path) -> Model:
         return model
 
 
-def infer(audio, model=None, sample_rate=None, *, hop=None):
+def infer(audio, model=None, sample_rate=None, *, hop=None, gate=True):
     """Classify audio in one call.
 
     Parameters
@@ -776,6 +806,8 @@ def infer(audio, model=None, sample_rate=None, *, hop=None):
         bundled default model (cached).
     sample_rate : int, optional
         Rate of array inputs.
+    gate : bool or bitnet.Gate, default True
+        The speech gate, as for :meth:`Model.predict`.
 
     Returns
     -------
@@ -788,4 +820,4 @@ def infer(audio, model=None, sample_rate=None, *, hop=None):
     """
     if not isinstance(model, Model):
         model = _cached(model)
-    return model.predict(audio, sample_rate, hop=hop)
+    return model.predict(audio, sample_rate, hop=hop, gate=gate)

@@ -329,3 +329,30 @@ def test_bytes_are_refused_with_a_hint():
 def test_garbage_file_object():
     with raises_naming("<file object>", match="not a recognised"):
         load_audio(io.BytesIO(b"\x00\x01" * 500))
+
+
+@pytest.mark.parametrize(
+    "arr,where",
+    [
+        (np.array([0.0, 0.1, np.nan, np.nan], np.float32), "2 NaN/Inf samples (the first is sample 2)"),
+        (np.array([[0.0, 0.1, 0.2], [0.3, np.inf, 0.0]], np.float32), "1 NaN/Inf sample (the first is sample 1 of channel 1)"),
+        (np.array([[np.nan, 0.0], [0.0, 0.0]], np.float64), "1 NaN/Inf sample (the first is sample 0 of channel 0)"),
+    ],
+)
+def test_nan_message_is_plain_words(arr, where):
+    with pytest.raises(AudioError) as e:
+        load_audio(arr, sr=SR)
+    msg = str(e.value)
+    assert msg == f"array: {where}"
+    assert "np." not in msg and "(" + "0, 0)" not in msg
+
+
+def test_nan_message_in_a_stereo_file_names_sample_and_channel(tmp_path):
+    x = np.zeros((1000, 2), np.float32)
+    x[700, 1] = np.inf
+    path = tmp_path / "inf.wav"
+    sf.write(path, x, SR, subtype="FLOAT")
+    with pytest.raises(AudioError) as e:
+        load_audio(path)
+    assert str(e.value).endswith("1 NaN/Inf sample (the first is sample 700 of channel 1)")
+    assert "np.int64" not in str(e.value)

@@ -30,7 +30,8 @@ def model_path(tmp_path_factory):
 
 def tone(seconds, sr=SR, freq=440.0, channels=1):
     t = np.arange(int(seconds * sr)) / sr
-    y = 0.3 * np.sin(2 * np.pi * freq * t)
+    # a tone that swells and fades: a steady tone is what the speech gate calls "no speech"
+    y = 0.3 * np.sin(2 * np.pi * freq * t) * np.hanning(t.size)
     if channels > 1:
         y = np.stack([y * (c + 1) / channels for c in range(channels)], axis=1)
     return y.astype(np.float32)
