@@ -30,6 +30,7 @@ _LAZY = {
     "Prediction": ".model",
     "set_num_threads": "._jit",
     "get_num_threads": "._jit",
+    "batch": ".batch",
 }
 
 __all__ = [

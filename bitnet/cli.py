@@ -5,6 +5,7 @@
     bitnet infer [--model M] [--top-k K] [--json] [--window S] [--hop S] [--threads N] [--debug] PATHS...
     bitnet summary [--json] [MODEL]
     bitnet bench [--seconds S] [--json] [MODEL]
+    bitnet batch INPUT... -o OUT [--ray [ADDRESS]] ...   (bitnet/_batch_cli.py)
     bitnet --version
 
 ``infer`` takes files and directories (searched recursively for audio files) and prints
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--json", action="store_true", help="print JSON")
     comp.add_argument("--debug", action="store_true", help="show tracebacks")
     comp.set_defaults(func=cmd_compile)
+
+    from ._batch_cli import add_parser as add_batch_parser  # bitnet batch (bitnet/_batch_cli.py)
+
+    add_batch_parser(sub, _positive_int, _err)
     return p
 
 
