@@ -221,8 +221,9 @@ def _run_local(todo, emit, cfg, workers: int, chunk: int):
                         inflight[ex.submit(_run_chunk, c)] = c
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for f in done:
-                        c = inflight.pop(f)
-                        emit(f.result())
+                        rows = f.result()  # raises BrokenProcessPool while f is still in flight
+                        del inflight[f]
+                        emit(rows)
         except BrokenProcessPool:
             # a worker died (killed, out of memory): start a fresh pool, redo its chunks
             restarts += 1
