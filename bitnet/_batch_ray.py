@@ -17,8 +17,8 @@ How the job is laid out, and why:
   are built once per node (first builds that race are serialised by the lock in
   :mod:`bitnet._aot`) and never shared between different CPUs over a network home.
 * **Failures.** Ray Data restarts a dead actor and retries its tasks (its actor pools
-  default to ``max_restarts=-1``, ``max_task_retries=-1``); a retried batch may deliver rows twice, which the driver
-  drops by id, so the output still has exactly one row per input.
+  default to ``max_restarts=-1``, ``max_task_retries=-1``); a retried batch may
+  deliver rows twice, which the driver drops by id, so the output still has exactly one row per input.
 """
 
 from __future__ import annotations
