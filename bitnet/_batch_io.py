@@ -275,7 +275,13 @@ class _ParquetOutput:
         self.done: set[str] = set()
         self.errors = 0
         for f in self._files():
-            t = self.pq.read_table(f, columns=["id", "error"])
+            try:
+                t = self.pq.read_table(f, columns=["id", "error"])
+            except Exception as e:  # not Parquet, or not a bitnet result table
+                raise ParameterError(
+                    f"{f}: not a bitnet result file ({' '.join(str(e).split())[:200]}); "
+                    "refusing to add to it (choose another output)"
+                ) from None
             self.done.update(t.column("id").to_pylist())
             self.errors += len(t) - t.column("error").null_count
         self.seq = len(list(self.parts.glob("part-*.parquet"))) if self.parts.is_dir() else 0

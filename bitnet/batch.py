@@ -302,6 +302,8 @@ def batch(inputs, output, *, model=None, top_k: int = 5, hop=None, workers: int 
         raise ParameterError(f"workers must be a non-negative integer, got {workers!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if hop is not None and (isinstance(hop, bool) or not isinstance(hop, (int, float)) or not 0 < hop < float("inf")):
+        raise ParameterError(f"hop must be a positive number of seconds, got {hop!r}")
     model_path = DEFAULT_MODEL if model is None else Path(model)
     load(model_path)  # fail early, here, on a bad model file
     digest = model_hash(model_path)
