@@ -33,6 +33,7 @@ _LAZY = {
     "NO_SPEECH": ".gate",
     "set_num_threads": "._jit",
     "get_num_threads": "._jit",
+    "batch": ".batch",
 }
 
 __all__ = [

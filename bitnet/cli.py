@@ -5,6 +5,7 @@
     bitnet infer [--model M] [--top-k K] [--json] [--window S] [--hop S] [--threads N] [--debug] PATHS...
     bitnet summary [--json] [MODEL]
     bitnet bench [--seconds S] [--json] [MODEL]
+    bitnet batch INPUT... -o OUT [--ray [ADDRESS]] ...   (bitnet/_batch_cli.py)
     bitnet --version
 
 ``infer`` takes files and directories (searched recursively for audio files) and prints
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .listen import add_parsers  # listen, record, show (bitnet/listen.py, bitnet/plot.py)
 
     add_parsers(sub)
+
+    from ._batch_cli import add_parser as add_batch_parser  # bitnet batch (bitnet/_batch_cli.py)
+
+    add_batch_parser(sub, _positive_int, _err)
     return p
 
 

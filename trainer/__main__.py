@@ -24,6 +24,7 @@ def _train(args) -> int:
         teacher=args.teacher or "", distill_weight=args.distill_weight,
         distill_temp=args.distill_temp, seed=args.seed, threads=args.threads,
         eval_every=args.eval_every, progress=not args.no_progress, bn_recompute=args.bn,
+        ddp=args.ddp, cache_dir=args.cache_dir,
         command="python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     train(cfg, resume=not args.restart)
     return 0
@@ -84,6 +85,9 @@ def main(argv=None) -> int:
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     t.add_argument("--bn", default="augmented", choices=["augmented", "clean", "none"],
                    help="final batch-norm statistics (see trainer.train.finalize_bn)")
+    t.add_argument("--cache-dir", default="", help="feature cache (default runs/cache)")
+    t.add_argument("--ddp", action="store_true",
+                   help="data-parallel training under torchrun (gloo; --batch-size is per process)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="export a trained run to a .bnn model file")

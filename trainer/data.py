@@ -310,7 +310,11 @@ def clean_features(feat: Featurizer, clips: ClipSet, cache_dir=None, waves=None)
     if waves is None:
         waves = load_waves(feat, clips)
     x = np.stack([feat(y) for y in waves]).astype(np.float32)
-    np.save(f, x)
+    # written under a temporary name and renamed: processes training together (--ddp)
+    # may fill the same cache entry at once, and a reader must never see half a file
+    tmp = f.with_name(f"{f.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, x)
+    os.replace(tmp, f)
     return x
 
 

@@ -76,6 +76,7 @@ class TrainConfig:
     bn_recompute: str = "augmented"  # augmented | clean | none (see finalize_bn)
     cache_dir: str = ""
     progress: bool = True
+    ddp: bool = False  # data-parallel under torchrun (trainer.distributed)
     command: str = ""
 
     def to_json(self):
@@ -120,16 +121,23 @@ def spec_augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tor
 def recompute_bn_stats(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> None:
     """Replace every BN's running mean/var by exact averages over ``x`` (train-mode BN).
 
-    Uses cumulative averaging (``momentum=None``); the model is left in eval mode.
+    Uses cumulative averaging (``momentum=None``); the model is left in eval mode. Under
+    ``--ddp`` every rank passes the same ``x``, runs batch ``i`` when ``i mod world ==
+    rank``, and the averages are combined over ranks (:func:`trainer.distributed.allreduce_bn_stats`).
     """
+    from . import distributed as dd
+
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
     model.train()
-    for i in range(0, len(x), batch_size):
-        model(torch.from_numpy(x[i:i + batch_size]))
+    rank, world = dd.rank(), dd.world_size()
+    for b, i in enumerate(range(0, len(x), batch_size)):
+        if b % world == rank:
+            model(torch.from_numpy(x[i:i + batch_size]))
+    dd.allreduce_bn_stats(model)
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.eval()
@@ -229,7 +237,24 @@ def _plots(out: Path, rows: list, cm: np.ndarray, labels: list, title: str):
 
 
 def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
-    """Train a model as configured; returns the result dict (also in ``result.json``)."""
+    """Train a model as configured; returns the result dict (also in ``result.json``).
+
+    With ``cfg.ddp`` (under torchrun) the ranks train one model together; only rank 0
+    logs and writes files (see :mod:`trainer.distributed`).
+    """
+    from . import distributed as dd
+
+    if cfg.ddp:
+        dd.init()
+    try:
+        return _train(cfg, resume, log if dd.is_main() else (lambda *a, **k: None), dd)
+    finally:
+        if cfg.ddp:
+            dd.shutdown()
+
+
+def _train(cfg: TrainConfig, resume: bool, log, dd) -> dict:
+    main, rank, world = dd.is_main(), dd.rank(), dd.world_size()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, cfg.threads))
@@ -242,7 +267,8 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
     fcfg = D.frontend_config(**fdict)
     feat = D.Featurizer(fcfg)
     train_set, test_set, desc = D.load_dataset(cfg.data, cfg.split, cfg.seed)
-    log(f"data: {desc}; {len(train_set)} train / {len(test_set)} test clips; features {feat.impl}")
+    log(f"data: {desc}; {len(train_set)} train / {len(test_set)} test clips; features {feat.impl}"
+        + (f"; {world} ranks (ddp, gloo)" if cfg.ddp else ""))
     cache = cfg.cache_dir or None
     waves = D.load_waves(feat, train_set)
     x_train = D.clean_features(feat, train_set, cache, waves=waves)
@@ -267,7 +293,14 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
     if latent:
         groups.append({"params": latent, "weight_decay": 0.0})
     opt = torch.optim.Adam(groups, lr=cfg.lr)
-    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    sampler = None
+    if cfg.ddp:
+        from torch.utils.data import DistributedSampler
+
+        # equal shares per rank (padded by repeating clips), reshuffled each epoch
+        sampler = DistributedSampler(range(len(x_train)), num_replicas=world, rank=rank,
+                                     shuffle=True, seed=cfg.seed, drop_last=False)
+    steps_per_epoch = math.ceil((len(sampler) if sampler else len(x_train)) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warm = int(cfg.warmup_epochs * steps_per_epoch)
 
@@ -279,7 +312,12 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
         opt.load_state_dict(ck["opt"])
         start_epoch, rows = ck["epoch"], ck["rows"]
         log(f"resumed from {ckpt} at epoch {start_epoch}")
-    (out / "config.json").write_text(cfg.to_json())
+    net = model
+    if cfg.ddp:
+        # broadcasts rank 0's weights now; averages gradients in every backward pass
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    if main:
+        (out / "config.json").write_text(cfg.to_json())
 
     aug = D.WaveAug(noise_prob=cfg.noise_prob)
     info = {"model": cfg.model, "model_kwargs": cfg.model_kwargs, "float_twin": cfg.float_twin,
@@ -293,15 +331,27 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
-        rng = np.random.default_rng([cfg.seed, epoch])
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        xe = D.augmented_features(feat, waves, aug, rng) if cfg.wave_aug else x_train
-        xe = torch.from_numpy(xe)
-        perm = torch.randperm(len(xe), generator=gen)
-        model.train()
+        if sampler is None:
+            rng = np.random.default_rng([cfg.seed, epoch])
+            gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+            xe = D.augmented_features(feat, waves, aug, rng) if cfg.wave_aug else x_train
+            ye = y_train
+            xe = torch.from_numpy(xe)
+            perm = torch.randperm(len(xe), generator=gen)
+        else:  # this rank's share of the epoch, already shuffled by the sampler
+            sampler.set_epoch(epoch)
+            mine = np.fromiter(iter(sampler), dtype=np.int64)
+            rng = np.random.default_rng([cfg.seed, epoch, rank])
+            gen = torch.Generator().manual_seed((cfg.seed * 100003 + epoch) * 1009 + rank)
+            xe = (D.augmented_features(feat, [waves[i] for i in mine], aug, rng) if cfg.wave_aug
+                  else x_train[mine])
+            ye = y_train[mine]
+            xe = torch.from_numpy(xe)
+            perm = torch.arange(len(xe))
+        net.train()
         tot_loss = tot_acc = n_seen = 0.0
         it = range(steps_per_epoch)
-        if tqdm is not None and cfg.progress:
+        if tqdm is not None and cfg.progress and main:
             it = tqdm(it, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=2)
         for s in it:
             step = epoch * steps_per_epoch + s
@@ -310,7 +360,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
                 g["lr"] = lr
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             xb = xe[idx]
-            yb = torch.from_numpy(y_train)[idx]
+            yb = torch.from_numpy(ye)[idx]
             xb = spec_augment(xb, cfg, gen)
             lam, yb2 = 1.0, yb
             if cfg.mixup > 0:
@@ -318,7 +368,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
                 p2 = torch.randperm(len(xb), generator=gen)
                 xb = lam * xb + (1 - lam) * xb[p2]
                 yb2 = yb[p2]
-            logits = model(xb)
+            logits = net(xb)
             ce = lambda t: F.cross_entropy(logits, t, label_smoothing=cfg.label_smoothing)
             loss = lam * ce(yb) + (1 - lam) * ce(yb2)
             if teacher is not None:
@@ -335,15 +385,18 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
             tot_loss += loss.item() * len(xb)
             tot_acc += (logits.argmax(1) == yb).float().sum().item()
             n_seen += len(xb)
+        tot_loss, tot_acc, n_seen = dd.all_reduce_sum(tot_loss, tot_acc, n_seen)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot_loss / n_seen,
                "train_acc": tot_acc / n_seen, "test_loss": float("nan"),
                "test_acc": float("nan"), "seconds": 0.0}
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+        if main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             row["test_acc"], row["test_loss"], _ = evaluate(model, x_test, y_test)
         row["seconds"] = time.time() - t0
         rows.append(row)
         log(f"epoch {epoch + 1:3d} lr {lr:.2e} loss {row['train_loss']:.4f} "
             f"train {row['train_acc']:.4f} test {row['test_acc']:.4f} ({row['seconds']:.0f}s)")
+        if not main:
+            continue
         with open(out / "metrics.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
@@ -353,12 +406,20 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
                     "rows": rows, "info": info}, tmp)
         os.replace(tmp, ckpt)
 
-    accs = {"ema": evaluate(model, x_test, y_test)[0]}
+    nan = float("nan")
+    accs = {"ema": evaluate(model, x_test, y_test)[0] if main else nan}
     if cfg.bn_recompute != "clean":  # reported for information only, never used to choose
+        trained = {k: v.clone() for k, v in model.state_dict().items()}
         finalize_bn(model, cfg, feat, waves, x_train, "clean")
-        accs["clean"] = evaluate(model, x_test, y_test)[0]
-        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+        accs["clean"] = evaluate(model, x_test, y_test)[0] if main else nan
+        model.load_state_dict(trained)
+    if cfg.ddp and cfg.bn_recompute == "none":  # rank 0's moving averages for every replica
+        for t in model.state_dict().values():
+            torch.distributed.broadcast(t, 0)
     finalize_bn(model, cfg, feat, waves, x_train, cfg.bn_recompute)
+    checksums = dd.gather_strings(dd.state_checksum(model))
+    if not main:
+        return {}
     acc, loss, logits = evaluate(model, x_test, y_test)
     accs[cfg.bn_recompute] = acc
     acc_stale = accs["ema"]
@@ -371,6 +432,11 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
               "model": cfg.model, "float_twin": cfg.float_twin, "epochs": cfg.epochs,
               "command": cfg.command,
               "parameters": int(sum(p.numel() for p in model.parameters()))}
+    if cfg.ddp:
+        result["ddp"] = {"world_size": world, "backend": "gloo", "state_checksums": checksums,
+                         "replicas_in_sync": len(set(checksums)) == 1}
+        log(f"ddp: {world} replicas, final weights and statistics "
+            f"{'identical' if len(set(checksums)) == 1 else 'DIFFER'} ({checksums[0][:12]})")
     info["result"] = result
     torch.save({"model": model.state_dict(), "info": info}, out / "model.pt")
     (out / "result.json").write_text(json.dumps(result, indent=2))
@@ -388,7 +454,7 @@ def finalize_run(run_dir, mode: str = "augmented", log=print) -> dict:
     run_dir = Path(run_dir)
     ck = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
     info = ck["info"]
-    cfg = TrainConfig(**{**info["config"], "bn_recompute": mode})
+    cfg = TrainConfig(**{**info["config"], "bn_recompute": mode, "ddp": False})
     torch.set_num_threads(max(1, cfg.threads))
     model = M.build(info["model"], n_classes=len(info["labels"]), float_twin=info["float_twin"],
                     **info.get("model_kwargs", {}))
