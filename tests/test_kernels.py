@@ -352,6 +352,7 @@ def test_qconv_first_layer_affine_rows(rng, c_out, padding, threads):
     """3×3 stride-1 single-channel first layer with affine output: whole blocks read
     their taps from three padded rows (no gather), the rest go through the gather;
     both equal the reference bit for bit, serial and parallel."""
+    from bitnet.kernels import isa
     from bitnet.kernels.layout import ROWS3X3, block_width
     from bitnet.kernels.qconv_layer import _GW as _QGW
 
@@ -363,7 +364,7 @@ def test_qconv_first_layer_affine_rows(rng, c_out, padding, threads):
         tens["scale"][:1] = 0.0
         dot = ref.qconv_dot_reference(lv, wts, 1, bits, (3, 3), (1, 1), padding)
         conv = QConv(wts, 1, bits, (1, 1), padding, "affine", **tens)
-        assert (conv._hdr[_QGW] == ROWS3X3) == (c_out % block_width(c_out) == 0)
+        assert (conv._hdr[_QGW] == ROWS3X3) == (c_out % block_width(c_out, isa.qlanes()) == 0)
         got = conv(lv)
         threads(2)
         got2 = conv(lv)
