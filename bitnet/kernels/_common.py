@@ -384,7 +384,10 @@ def block_affine(typingctx, w, k, acc, add, lanes, gw, xs, xoff, n, scale, bias,
             dot = builder.sub(_bcast(builder, n_, v.type), builder.shl(v, ir.Constant(v.type, [1] * L)))
             sc = _load(context, builder, sig.args[9], args[9], lo_, fty)
             bi = _load(context, builder, sig.args[10], args[10], lo_, fty)
-            y = builder.fadd(builder.fmul(builder.sitofp(dot, fty), sc), bi)
+            # |dot| <= n < 2**31: converted through int32 (vcvtdq2ps; AVX2 has no
+            # int64 -> float vector conversion, LLVM would do it lane by lane), exact
+            dot32 = builder.trunc(dot, ir.VectorType(I32, L))
+            y = builder.fadd(builder.fmul(builder.sitofp(dot32, fty), sc), bi)
             builder.store(y, _ptr(context, builder, sig.args[12], args[12], off_, fty), align=4)
 
         _by_shape(context, builder, args[4], sig.args[4], args[5], sig.args[5], emit)

@@ -16,7 +16,7 @@ from ..packing import n_words, pack_signs, unpack_signs
 from . import _registry
 from .geometry import conv_geometry
 from . import isa
-from .layout import block_width, group_words, nibble_planes, threshold_bounds
+from .layout import aligned, block_width, group_words, nibble_planes, threshold_bounds
 
 __all__ = ["BConv", "BDense", "bconv", "bdense", "MODES"]
 
@@ -115,7 +115,7 @@ class _PreparedConv:
             i_pt, i_pl, i_ho, i_wo, i_nch, i_t0, i_t1 = self._SLOTS
             hdr[i_pt], hdr[i_pl], hdr[i_ho], hdr[i_wo] = pt, pl, ho, wo
             hdr[i_nch], hdr[i_t0], hdr[i_t1] = part[1], part[0], part[0] + 1
-            ip = np.concatenate([hdr, self._tail])
+            ip = aligned(np.concatenate([hdr, self._tail]))
             self._ip_cache[key] = ip
         return ip
 
@@ -193,6 +193,8 @@ class BConv(_PreparedConv):
                                      thresh_sign, scale, bias, name)
         c_out, kh, kw, cw = weight.shape
         self.n = kh * kw * self.in_channels
+        if self.n >= 1 << 31:       # the kernels convert dots to float through int32
+            raise ParameterError(f"{name}: window of {kh}x{kw}x{in_channels} is too large (2**31 or more bits)")
         if in_channels < 64:
             # patch packing: the kh·kw·C_in bits of a window, tap-major, packed densely
             # (the gather in the kernel builds the same layout from the input pixels)
@@ -221,10 +223,11 @@ class BConv(_PreparedConv):
             bound[:c_out], flipw = threshold_bounds(thresh, thresh_sign, -2, self.n)
         self._hdr = hdr
         self._tail = np.concatenate([bound, flipw])
-        self.fp = np.zeros(2 * cp, np.float32)
+        fp = np.zeros(2 * cp, np.float32)
         if output == "affine":
-            self.fp[:c_out] = scale
-            self.fp[cp:cp + c_out] = bias
+            fp[:c_out] = scale
+            fp[cp:cp + c_out] = bias
+        self.fp = aligned(fp)
         self._w = self.wt
         self._ip_cache = {}
 
@@ -233,8 +236,8 @@ class BConv(_PreparedConv):
         """Weight blocks ``(nblk, Kp, L)`` in the layout of the kernels' path
         (:mod:`.isa`): as they are, or as nibble planes ``(nblk, Kp, 2L)`` (AVX2)."""
         if isa.PATHS[isa.active()]["nibbles"]:
-            return nibble_planes(blocks)
-        return np.ascontiguousarray(blocks)
+            return aligned(nibble_planes(blocks))
+        return aligned(blocks)
 
     def __call__(self, x):
         """Apply to packed input ``x`` uint64 ``(N, H, W, ceil(C_in/64))``."""

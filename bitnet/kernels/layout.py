@@ -83,4 +83,21 @@ def nibble_planes(wt):
     for ``vpshufb`` (popcount(x XOR w) = sum of the two planes' nibble counts)."""
     wt = np.asarray(wt, np.uint64)
     m = np.uint64(0x0F0F0F0F0F0F0F0F)
-    return np.ascontiguousarray(np.concatenate([wt & m, (wt >> np.uint64(4)) & m], axis=2))
+    return np.concatenate([wt & m, (wt >> np.uint64(4)) & m], axis=2)
+
+
+#: byte alignment of every array a kernel reads with vector loads (weights, bounds,
+#: scales): a cache line, so no 32- or 64-byte load ever straddles two lines. NumPy
+#: only promises 16 bytes; how often loads straddled then depended on where the
+#: allocator put each array, a different place in every process.
+ALIGN = 64
+
+
+def aligned(a, align: int = ALIGN):
+    """A C-contiguous copy of ``a`` whose data starts at a multiple of ``align`` bytes."""
+    a = np.asarray(a)
+    buf = np.empty(a.nbytes + align, np.uint8)
+    off = (-buf.ctypes.data) % align
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out

@@ -12,7 +12,7 @@ from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
 from .bconv_layer import MODES, _PreparedConv
 from . import isa
-from .layout import ROWS3X3, block_width, group_words
+from .layout import ROWS3X3, aligned, block_width, group_words
 
 __all__ = ["QConv", "qconv"]
 
@@ -54,7 +54,7 @@ class QConv(_PreparedConv):
         cp = nblk * L
         wf = np.zeros((kp, cp), np.float32)              # zero rows/columns add nothing
         wf[:k, :c_out] = wv.reshape(c_out, k).T
-        self.wf = np.ascontiguousarray(wf.reshape(kp, nblk, L).transpose(1, 0, 2))
+        self.wf = aligned(wf.reshape(kp, nblk, L).transpose(1, 0, 2))
         hdr = np.zeros(_NHDR, np.int64)
         hdr[_KH], hdr[_KW], hdr[_SH], hdr[_SW] = kh, kw, stride[0], stride[1]
         if (kh, kw) == (3, 3) and stride == (1, 1) and in_channels == 1 and (
@@ -81,7 +81,7 @@ class QConv(_PreparedConv):
         if output == "affine":
             sc[:c_out] = scale
             bi[:c_out] = bias
-        self.fp = np.concatenate([fbound, sc, bi]).astype(np.float32)
+        self.fp = aligned(np.concatenate([fbound, sc, bi]).astype(np.float32))
         self._w = self.wf
         self._ip_cache = {}
 
