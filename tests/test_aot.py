@@ -221,14 +221,29 @@ def test_key_follows_kernel_sources(monkeypatch, tmp_path):
     assert _aot.cache_key() != k1
 
 
-def test_exported_code_uses_vpopcnt(aot_module):
-    """The module is compiled for this CPU: AVX-512 popcounts where the CPU has them."""
+#: an instruction that only the popcount of each path emits, as objdump spells it
+_PATH_MARK = {"avx512": "vpopcntq", "avx2": "vpshufb", "neon": "cnt\tv", "generic": None}
+
+
+def test_exported_code_takes_this_cpus_path(aot_module):
+    """The module is compiled for this CPU, and its kernels say which path they took:
+    the one :func:`bitnet.kernels.isa.classify` gives this CPU, with that path's
+    popcount instruction in the machine code (vpopcntq on AVX-512 VPOPCNTDQ, vpshufb
+    on AVX2, cnt on ARM64)."""
+    import llvmlite.binding as ll
+
+    from bitnet.kernels import isa
+
+    expect = isa.classify(ll.get_process_triple(), ll.get_host_cpu_name(), "")
+    assert _aot._read_json(_aot.paths()[2])["isa_path"] == expect
+    isa._reset()
+    assert isa.active() == expect
+    mark = _PATH_MARK[expect]
     objdump = shutil.which("objdump")
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if objdump is None or "avx512_vpopcntdq" not in flags:
-        pytest.skip("needs objdump and a CPU with AVX512-VPOPCNTDQ")
+    if mark is None or objdump is None:
+        pytest.skip("needs objdump and a path with a distinctive popcount instruction")
     r = subprocess.run([objdump, "-d", str(aot_module[1])], capture_output=True, text=True)
-    assert "vpopcntq" in r.stdout
+    assert mark in r.stdout
 
 
 def test_concurrent_builds_compile_once(fresh_cache, monkeypatch):
