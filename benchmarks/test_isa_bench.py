@@ -27,7 +27,8 @@ busy cores; later runs load numba's cache, a few seconds), and each spread case 
 single process with a single call. A timed run does every case, on ``avx2`` and
 ``generic``, with ``BITNET_BENCH_PROCESSES`` (default 5) processes per spread case.
 ``BITNET_BENCH_ISAS`` (comma-separated, e.g. ``avx2`` or ``avx2,generic``; empty for
-none) chooses the forced paths in either mode.
+none) chooses the forced paths in either mode. This run's ``-k`` expression is passed
+on to the subprocess: ``-k "L128 or forced"`` times L128 on every chosen path.
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ def test_forced_isa_rows(benchmark, request, path):
         out = Path(tmp) / "child.json"
         cmd = [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider",
                *_timing_args(request.config, quick)]
+        keyword = request.config.getoption("keyword", "")
+        if keyword:  # `-k L128 or forced` here runs the L128 cases there
+            cmd += ["-k", keyword]
         if not quick:
             cmd.append(f"--benchmark-json={out}")
         result = {}
@@ -127,6 +131,8 @@ def test_forced_isa_rows(benchmark, request, path):
                           tail=(proc.stdout + proc.stderr)[-4000:])
 
         benchmark.pedantic(run_child, rounds=1, iterations=1)
+        if result["rc"] == 5 and keyword:  # pytest's "no tests collected"
+            pytest.skip(f"forced {path} path: -k {keyword!r} selects none of its benchmarks")
         if result["rc"] != 0:
             pytest.fail(f"forced {path} subprocess failed (exit {result['rc']}): {' '.join(cmd)}\n"
                         f"{result['tail']}")
