@@ -14,8 +14,14 @@ It writes ``REPORT.md``, ``models.png``, ``kernels.png``, ``startup.png`` (and
 Every ratio is computed between rows of the *same* run (the same JSON file): rows are
 paired by ``(group, workload, batch, threads)`` from each benchmark's ``extra_info``
 (conventions in ``benchmarks/conftest.py``). speed-up = peer median / bitnet median, so
-a number above 1 means bitnet is faster. Wherever bitnet is slower than a float peer the
-report says so in a line of its own.
+a number above 1 means bitnet is faster. Wherever bitnet (on any ISA path) is slower
+than a peer the report says so in a line of its own.
+
+bitnet rows carry the ISA path their kernels took (``extra_info["isa"]``); rows from a
+forced-path subprocess (``isa_forced``, ``test_isa_bench.py``) become runtimes
+``bitnet@<path>`` here and are set against the same peer rows as the host's. Roofline
+rows are grouped by path (:func:`rooflines`), and "% of roofline" always divides by a
+roofline of the same path. The cross-process spread is group ``spread``.
 """
 
 from __future__ import annotations
@@ -577,7 +583,7 @@ def _plt():
     return plt
 
 
-def chart_groups(idx, group: str, path: Path, runtimes, title: str) -> bool:
+def chart_groups(idx, group: str, path: Path, runtimes, title: str, host: str | None = None) -> bool:
     g = idx.get(group)
     if not g:
         return False
@@ -613,10 +619,13 @@ def chart_groups(idx, group: str, path: Path, runtimes, title: str) -> bool:
         ax.set_title(w)
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[0][0].set_ylabel("median time per call, ms (log)")
-    handles = [Patch(color=COLORS.get(rt), label=label(rt)) for rt in runtimes]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    handles = [Patch(color=COLORS.get(rt), label=f"bitnet ({host} path)" if rt == "bitnet" and host else label(rt))
+               for rt in runtimes]
+    ncol = min(len(handles), 4)
+    legend_rows = -(-len(handles) // ncol)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, fontsize=9)
     fig.suptitle(title + "\n(b = batch, T = threads; median per call, lower is better)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.93))
+    fig.tight_layout(rect=(0, 0.06 * legend_rows + 0.02, 1, 0.93))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -689,9 +698,9 @@ def build_report(json_path: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = {
         "models": chart_groups(idx, "models", out_dir / "models.png", ("bitnet", *forced, *PEERS),
-                               "Whole models on log-mel features"),
+                               "Whole models on log-mel features", host),
         "kernels": chart_groups(idx, "kernels", out_dir / "kernels.png", ("bitnet", *forced, *ISA_PEERS),
-                                "One 3×3 conv layer"),
+                                "One 3×3 conv layer", host),
         "frontend": chart_groups(idx, "frontend", out_dir / "frontend.png", ("bitnet", "librosa"),
                                  "Log-mel frontend"),
         "startup": chart_startup(idx, out_dir / "startup.png"),
@@ -733,11 +742,13 @@ def build_report(json_path: Path, out_dir: Path) -> Path:
         "`torch.set_num_threads`, `bitnet.set_num_threads`. Random weights (speed does not depend "
         "on them).",
         "",
-        f"bitnet's kernels took the **{host}** path in this run's own process (`machine_info.isa`); "
-        "rows of other paths come from subprocesses with the CPU target forced (see \"bitnet per "
-        "ISA path\").",
+        (f"bitnet's kernels took the **{host}** path in this run's own process (`machine_info.isa`); "
+         "rows of other paths come from subprocesses with the CPU target forced (see \"bitnet per "
+         "ISA path\")." if host != "host" else
+         "This run did not record the ISA path of bitnet's kernels (it predates that record); "
+         "its bitnet rows are labelled \"host\"."),
         "",
-        "## Where bitnet is slower than a peer",
+        "## Where a peer wins (bitnet is slower)",
         "",
         *slow,
         "",
