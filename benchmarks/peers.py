@@ -22,6 +22,11 @@ Float twins (DESIGN §4: "same layers, ReLU instead of sign, no quantizers")
 ``"torch-bnn"`` is the trainer's binarized model itself (``trainer.models.build(name)``),
 in eval mode: what a trainer user would deploy without bitnet. ``trainer`` is imported
 lazily; where it is missing the benchmarks that need it are skipped with a reason.
+
+``"ort-int8"`` is the float twin's ONNX file quantised statically by ONNX Runtime's own
+tool (:func:`quantize_int8`: QDQ, per-channel INT8 weights, INT8 activations, min/max
+calibration over :func:`calibration_inputs`), the usual way to get an INT8 CPU model
+out of a float one without retraining.
 """
 
 from __future__ import annotations

@@ -419,7 +419,9 @@ def section_isa(idx, roofs, data, host: str) -> list[str]:
                 ratios = [fmt_ratio(runs[p]["median"] / b["median"]) if p in runs else "—" for p in ISA_PEERS]
                 macs = b["info"].get("macs")
                 rate = macs / b["median"] if macs else None
-                pct, above = pct_of_roofline(rate, bests.get(path, {}), key[2]) if group == "kernels" else ("—", False)
+                pct, above = ("—", False)
+                if group == "kernels":
+                    pct, above = pct_of_roofline(rate, bests.get(path, {}), key[2])
                 over = over or above
                 lines.append([key[0], str(key[1]), str(key[2]), path + ("" if brt == "bitnet" else " (forced)"),
                               cell(b), *ratios, f"{rate / 1e9:.0f}" if rate and group == "kernels" else "—", pct])
@@ -441,10 +443,10 @@ def section_rooflines(roofs) -> list[str]:
     lines = []
     for path in sorted(roofs):
         for threads in sorted(roofs[path]):
+            several = len(roofs[path][threads]) > 1
             for i, (rate, r) in enumerate(roofs[path][threads]):
                 lines.append([path + (" (forced)" if r["forced"] else ""), str(threads), roofline_method(r),
-                              fmt_time(r["median"]), f"{rate / 1e12:.3g}" + (" (best)" if i == 0 and
-                                                                            len(roofs[path][threads]) > 1 else "")])
+                              fmt_time(r["median"]), f"{rate / 1e12:.3g}" + (" (best)" if i == 0 and several else "")])
     return ["Roofline microbenchmarks per path (xor+popcount+add over an L1-resident array; a path "
             "is taken from the row's forced path, else from the benchmark name, else from the "
             "process it ran in):", "",
@@ -468,8 +470,8 @@ def section_spread(rows, idx) -> list[str]:
         inproc_txt = (f"{fmt_time(inproc['median'])}, IQR {100 * inproc['iqr'] / inproc['median']:.0f}%"
                       if inproc else "—")
         lines.append([r["workload"], path + (" (forced)" if r["forced"] else ""), str(len(meds)),
-                      fmt_time(min(meds)), fmt_time(statistics.median(meds)), fmt_time(max(meds)), f"{max(meds) / min(meds):.2f}×", inproc_txt,
-                      " ".join(fmt_time(m) for m in meds)])
+                      fmt_time(min(meds)), fmt_time(statistics.median(meds)), fmt_time(max(meds)),
+                      f"{max(meds) / min(meds):.2f}×", inproc_txt, " ".join(fmt_time(m) for m in meds)])
     return [
         "Each process (a new Python process, one after another) builds the workload, warms up, times "
         "its own calls (≥ 0.3 s and ≥ 20 calls) and reports their median; the table gives the spread "
