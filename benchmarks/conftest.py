@@ -262,14 +262,20 @@ _SKIPPED: list[dict] = []
 def pytest_runtest_logreport(report):
     if report.skipped and report.when in ("setup", "call"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "Skipping non-benchmark" in reason:  # a plain test (test_report.py) under --benchmark-only
+            return
         _SKIPPED.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: ")})
 
 
 def pytest_sessionfinish(session, exitstatus):
     import json
 
-    fh = session.config.getoption("benchmark_json", None)
-    path = getattr(fh, "name", None)
+    from benchmarks.isa_paths import CHILD_RUNS
+
+    opt = session.config.getoption("benchmark_json", None)
+    # pytest-benchmark >= 5.3 gives a path; older versions an open file (its .name is the path)
+    path = opt if isinstance(opt, (str, os.PathLike)) else getattr(opt, "name", None)
     if path:
-        with open(str(path) + ".skipped.json", "w") as out:
-            json.dump(_SKIPPED, out, indent=1)
+        skipped = _SKIPPED + [s for run in CHILD_RUNS for s in run["summary"].get("skipped", [])]
+        with open(os.fspath(path) + ".skipped.json", "w") as out:
+            json.dump(skipped, out, indent=1)

@@ -79,8 +79,10 @@ def _skip_unless_chosen(path: str, quick: bool) -> None:
     if not isa_paths.is_x86_64():
         pytest.skip(f"forced {path} path: the host is not x86-64")
     if path not in forced_paths(quick):
-        pytest.skip(f"forced {path} path not chosen for this run (BITNET_BENCH_ISAS, default "
-                    f"{'avx2 in quick mode' if quick else 'avx2,generic'})")
+        env = os.environ.get("BITNET_BENCH_ISAS")
+        why = (f"BITNET_BENCH_ISAS={env!r}" if env is not None else
+               "the default of " + ("quick mode is avx2 only" if quick else "a timed run is avx2,generic"))
+        pytest.skip(f"forced {path} path not chosen for this run ({why})")
 
 
 def _timing_args(config, quick: bool) -> list[str]:
@@ -156,6 +158,9 @@ def test_forced_isa_rows(benchmark, request, path):
             info["isa_forced"] = True
             info["forced_as"] = path
         summary["benchmarks"] = len(rows)
+        skipped = Path(str(out) + ".skipped.json")
+        if skipped.is_file():  # the subprocess's own skips, said in this run's list
+            summary["skipped"] = [dict(s, test=f"{s['test']}@{path}") for s in json.loads(skipped.read_text())]
         isa_paths.CHILD_RUNS.append({"summary": summary, "benchmarks": rows})
 
 
