@@ -107,7 +107,7 @@ def _ort(spec):
     return t_import, t_load, infer
 
 
-RUNNERS = {"bitnet": _bitnet, "torch-float": _torch, "torch-bnn": _torch, "ort-float": _ort}
+RUNNERS = {"bitnet": _bitnet, "torch-float": _torch, "torch-bnn": _torch, "ort-float": _ort, "ort-int8": _ort}
 
 
 def main(argv=None) -> int:

@@ -19,6 +19,7 @@ Use the ``bench`` fixture below, or set the same fields by hand:
         ``"torch-float"``  PyTorch float32 twin, eager, under ``torch.inference_mode()``,
         ``"torch-bnn"``    PyTorch running the binarized trainer model itself,
         ``"ort-float"``    ONNX Runtime float32 twin,
+        ``"ort-int8"``     that ONNX model quantised statically to INT8 (QDQ, per channel),
         ``"librosa"``      (frontend group),
         ``"roofline"``     the binary xor+popcount+add roofline microbenchmark.
     ``workload`` : str, a DESIGN §4 name (``"L64"``, ``"L128"``, ``"L256"``,
@@ -29,7 +30,11 @@ Use the ``bench`` fixture below, or set the same fields by hand:
     ``macs``     : int, optional, multiply-accumulates per call (binary MACs for bitnet
         and for the roofline: one bit of xor+popcount). The report divides it by the
         median to get MAC/s, and a layer's MAC/s by the roofline's MAC/s *at the same
-        thread count in the same run* to get "% of roofline".
+        thread count and ISA path in the same run* to get "% of roofline".
+    ``isa``      : str, set by ``bench`` on ``bitnet`` and ``roofline`` rows: the kernel
+        path (``"avx512"``, ``"avx2"``, ``"neon"``, ``"generic"``) from
+        :func:`benchmarks.isa_paths.describe_isa`; ``isa_forced`` is True on rows that
+        ran in a subprocess with the CPU target forced (``test_isa_bench.py``).
 
 Rows with the same ``(group, workload, batch, threads)`` are paired; speed-up = peer
 median / bitnet median. Anything else may go into ``extra_info`` as well.
@@ -60,8 +65,10 @@ import pytest
 # if anyone; set OMP_WAIT_POLICY yourself to override it; the run records the value.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-GROUPS = ("frontend", "kernels", "models", "startup")
-RUNTIMES = ("bitnet", "torch-float", "torch-bnn", "ort-float", "librosa", "roofline")
+GROUPS = ("frontend", "kernels", "models", "startup", "spread")
+RUNTIMES = ("bitnet", "torch-float", "torch-bnn", "ort-float", "ort-int8", "librosa", "roofline")
+#: runtimes whose speed depends on bitnet's kernel path: their rows record it
+ISA_RUNTIMES = ("bitnet", "roofline")
 
 _VERSIONED = ("numpy", "numba", "scipy", "torch", "onnxruntime", "onnx", "librosa",
               "soundfile", "safetensors", "pytest-benchmark", "bitnet-audio")
@@ -126,12 +133,26 @@ def _git_head() -> str | None:
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    """Keep the JSON small enough to commit: drop each benchmark's list of raw round
-    times (``stats.data``; the roofline alone has ~50 000), keep every statistic.
-    ``BITNET_BENCH_KEEP_DATA=1`` keeps them."""
+    """Merge the forced-ISA subprocesses' rows into this run's JSON, and keep the JSON
+    small enough to commit.
+
+    - ``test_isa_bench.test_forced_isa_rows`` times a whole subprocess; its own row
+      (``extra_info["placeholder"]``) is replaced by the rows the subprocess recorded
+      (``benchmarks.isa_paths.CHILD_RUNS``), and ``machine_info["isa_children"]``
+      says what each subprocess was (forced target, ISA description, wall time).
+    - Each benchmark's list of raw round times (``stats.data``; the roofline alone has
+      ~50 000) is dropped, every statistic kept; ``BITNET_BENCH_KEEP_DATA=1`` keeps them.
+    """
+    from benchmarks.isa_paths import CHILD_RUNS
+
+    rows = [b for b in output_json.get("benchmarks", []) if not (b.get("extra_info") or {}).get("placeholder")]
+    for run in CHILD_RUNS:
+        rows.extend(run["benchmarks"])
+    output_json["benchmarks"] = rows
+    output_json.setdefault("machine_info", {})["isa_children"] = [run["summary"] for run in CHILD_RUNS]
     if os.environ.get("BITNET_BENCH_KEEP_DATA") == "1":
         return
-    for b in output_json.get("benchmarks", []):
+    for b in rows:
         (b.get("stats") or {}).pop("data", None)
 
 
@@ -152,9 +173,16 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["thread_env"] = {
         k: os.environ.get(k)
         for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                  "NUMBA_THREADING_LAYER", "BITNET_NUM_THREADS", "NUMBA_CACHE_DIR")
+                  "NUMBA_THREADING_LAYER", "BITNET_NUM_THREADS", "NUMBA_CACHE_DIR", "NUMBA_CPU_NAME",
+                  "NUMBA_CPU_FEATURES", "BITNET_AOT", "BITNET_BENCH_FORCED_ISA")
     }
     machine_info["source_commit"] = os.environ.get("BITNET_BENCH_COMMIT") or _git_head()
+    try:
+        from benchmarks.isa_paths import describe_isa
+
+        machine_info["isa"] = describe_isa()
+    except Exception as exc:  # bitnet unimportable: the run still records everything else
+        machine_info["isa"] = {"path": "unknown", "error": f"{type(exc).__name__}: {exc}"[:200]}
     machine_info["thread_settings"] = (
         "each benchmark sets its own thread count and records it in extra_info['threads']: "
         "torch.set_num_threads(n); onnxruntime SessionOptions intra_op_num_threads=n, "
@@ -201,6 +229,12 @@ def bench(benchmark):
                                     threads=int(threads), **extra)
         if macs is not None:
             benchmark.extra_info["macs"] = int(macs)
+        if runtime in ISA_RUNTIMES and "isa" not in extra:
+            from benchmarks.isa_paths import describe_isa
+
+            described = describe_isa()
+            benchmark.extra_info["isa"] = described["path"]
+            benchmark.extra_info["isa_forced"] = bool(os.environ.get("BITNET_BENCH_FORCED_ISA"))
         try:
             benchmark.extra_info["loadavg_1min"] = os.getloadavg()[0]
         except OSError:
@@ -228,14 +262,20 @@ _SKIPPED: list[dict] = []
 def pytest_runtest_logreport(report):
     if report.skipped and report.when in ("setup", "call"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "Skipping non-benchmark" in reason:  # a plain test (test_report.py) under --benchmark-only
+            return
         _SKIPPED.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: ")})
 
 
 def pytest_sessionfinish(session, exitstatus):
     import json
 
-    fh = session.config.getoption("benchmark_json", None)
-    path = getattr(fh, "name", None)
+    from benchmarks.isa_paths import CHILD_RUNS
+
+    opt = session.config.getoption("benchmark_json", None)
+    # pytest-benchmark >= 5.3 gives a path; older versions an open file (its .name is the path)
+    path = opt if isinstance(opt, (str, os.PathLike)) else getattr(opt, "name", None)
     if path:
-        with open(str(path) + ".skipped.json", "w") as out:
-            json.dump(_SKIPPED, out, indent=1)
+        skipped = _SKIPPED + [s for run in CHILD_RUNS for s in run["summary"].get("skipped", [])]
+        with open(os.fspath(path) + ".skipped.json", "w") as out:
+            json.dump(skipped, out, indent=1)

@@ -14,8 +14,14 @@ It writes ``REPORT.md``, ``models.png``, ``kernels.png``, ``startup.png`` (and
 Every ratio is computed between rows of the *same* run (the same JSON file): rows are
 paired by ``(group, workload, batch, threads)`` from each benchmark's ``extra_info``
 (conventions in ``benchmarks/conftest.py``). speed-up = peer median / bitnet median, so
-a number above 1 means bitnet is faster. Wherever bitnet is slower than a float peer the
-report says so in a line of its own.
+a number above 1 means bitnet is faster. Wherever bitnet (on any ISA path) is slower
+than a peer the report says so in a line of its own.
+
+bitnet rows carry the ISA path their kernels took (``extra_info["isa"]``); rows from a
+forced-path subprocess (``isa_forced``, ``test_isa_bench.py``) become runtimes
+``bitnet@<path>`` here and are set against the same peer rows as the host's. Roofline
+rows are grouped by path (:func:`rooflines`), and "% of roofline" always divides by a
+roofline of the same path. The cross-process spread is group ``spread``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import argparse
 import json
 import math
 import re
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -32,18 +39,25 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_JSON = HERE / "results" / "latest.json"
 
-PEERS = ("torch-float", "torch-bnn", "ort-float")
-FLOAT_PEERS = ("torch-float", "ort-float")
+PEERS = ("torch-float", "torch-bnn", "ort-float", "ort-int8")
+#: the peers every ISA path is set against (the ISA table)
+ISA_PEERS = ("torch-float", "ort-float", "ort-int8")
 LABELS = {
     "bitnet": "bitnet",
     "torch-float": "PyTorch float32",
     "torch-bnn": "PyTorch binarized",
     "ort-float": "ONNX Runtime float32",
+    "ort-int8": "ONNX Runtime INT8",
     "librosa": "librosa",
     "roofline": "binary roofline",
 }
 COLORS = {"bitnet": "#1b9e77", "torch-float": "#d95f02", "torch-bnn": "#e7298a",
-          "ort-float": "#7570b3", "librosa": "#666666"}
+          "ort-float": "#7570b3", "ort-int8": "#e6ab02", "librosa": "#666666",
+          "bitnet@avx512": "#66c2a5", "bitnet@avx2": "#1f78b4", "bitnet@generic": "#a6cee3",
+          "bitnet@neon": "#b2df8a"}
+#: kernel path names (bitnet.kernels.isa); a roofline row whose name contains one
+#: belongs to that path
+ISA_TOKENS = ("avx512", "avx2", "neon", "generic")
 WORKLOAD_ORDER = ["L64", "L128", "L256", "LC-BNN", "KWS-BNN-M", "default", "default-clip"]
 NOISY_IQR = 0.25  # rows whose IQR exceeds this fraction of the median get a dagger
 
@@ -64,6 +78,26 @@ def find_json(path: str | None) -> Path:
         return saved[-1]
     sys.exit(f"report: no benchmark JSON found; run\n  pytest benchmarks --benchmark-only "
              f"--benchmark-json={DEFAULT_JSON.relative_to(REPO)}")
+
+
+def label(runtime: str) -> str:
+    """Display name of a runtime; ``bitnet@avx2`` is bitnet's forced avx2 path."""
+    if runtime.startswith("bitnet@"):
+        return f"bitnet, {runtime.split('@', 1)[1]} path (forced)"
+    return LABELS.get(runtime, runtime)
+
+
+def _roofline_isa(name: str, info: dict, host: str) -> str:
+    """The ISA path of a roofline row: the forced path of a subprocess row, else the path
+    its benchmark name contains (``test_roofline_avx2_...``), else the row's own
+    ``extra_info["isa"]``, else the host's."""
+    if info.get("isa_forced") and info.get("isa"):
+        return str(info["isa"])
+    base = name.split("@", 1)[0].lower()
+    for token in ISA_TOKENS:
+        if token in base:
+            return token
+    return str(info.get("isa") or host)
 
 
 def _guess(bench: dict, key: str):
@@ -92,12 +126,18 @@ def _guess(bench: dict, key: str):
     return None
 
 
+def host_isa(data: dict) -> str:
+    """The ISA path of this run's own bitnet rows (``machine_info["isa"]["path"]``)."""
+    return str(((data.get("machine_info") or {}).get("isa") or {}).get("path") or "host")
+
+
 def load_rows(path: Path) -> tuple[dict, list[dict]]:
     text = path.read_text()
     if not text.strip():
         sys.exit(f"report: {path} is empty (runs with --benchmark-disable, or where every benchmark "
                  "was skipped, time nothing and write no data)")
     data = json.loads(text)
+    host = host_isa(data)
     rows = []
     for b in data.get("benchmarks", []):
         info = dict(b.get("extra_info") or {})
@@ -115,7 +155,14 @@ def load_rows(path: Path) -> tuple[dict, list[dict]]:
             "iqr": float(stats.get("iqr") or 0.0),
             "rounds": int(stats.get("rounds") or 0),
             "info": info,
+            "forced": bool(info.get("isa_forced")),
         }
+        if row["runtime"] == "roofline":
+            row["isa"] = _roofline_isa(row["name"], info, host)
+        else:
+            row["isa"] = str(info.get("isa") or host) if row["runtime"] == "bitnet" else None
+        if row["runtime"] == "bitnet" and row["forced"] and row["group"] != "spread":
+            row["runtime"] = f"bitnet@{row['isa']}"
         rows.append(row)
     return data, rows
 
@@ -163,9 +210,13 @@ def _table(header: list[str], lines: list[list[str]]) -> list[str]:
 
 
 def index(rows):
-    """{group: {(workload, batch, threads): {runtime: row}}}."""
+    """{group: {(workload, batch, threads): {runtime: row}}}; bitnet's forced paths are
+    runtimes ``bitnet@<path>``. Roofline rows (see :func:`rooflines`) and the
+    cross-process spread (group ``spread``) are not in it."""
     idx: dict = defaultdict(lambda: defaultdict(dict))
     for r in rows:
+        if r["runtime"] == "roofline" or r["group"] == "spread":
+            continue
         idx[r["group"]][(r["workload"], r["batch"], r["threads"])][r["runtime"]] = r
     return idx
 
@@ -177,25 +228,31 @@ def cell(row) -> str:
     return fmt_time(row["median"]) + (" †" if noisy else "")
 
 
-def slower_lines(idx) -> tuple[list[str], int]:
-    """One sentence per (row, float peer) where bitnet's median is above the peer's,
-    and the number of (row, float peer) pairs compared."""
+def _bitnet_runtimes(runs) -> list[str]:
+    """bitnet's runtimes in one cell of the index: the host path, then forced paths."""
+    return sorted((rt for rt in runs if rt == "bitnet" or rt.startswith("bitnet@")), key=lambda r: (r != "bitnet", r))
+
+
+def slower_lines(idx, host: str = "host") -> tuple[list[str], int]:
+    """One sentence per (row, bitnet path, peer) where bitnet's median is above the
+    peer's, and the number of such pairs compared."""
     out, compared = [], 0
     for group in ("kernels", "models", "frontend"):
         for key in sorted(idx.get(group, {}), key=lambda k: (_sort_key(k[0]), k[1], k[2])):
             runs = idx[group][key]
-            b = runs.get("bitnet")
-            if b is None:
-                continue
             peers = PEERS if group != "frontend" else ("librosa",)
-            for p in peers:
-                compared += p in runs
-                if p in runs and runs[p]["median"] < b["median"]:
-                    w, batch, threads = key
-                    out.append(
-                        f"- **bitnet is slower than {LABELS[p]} on {w}, batch {batch}, "
-                        f"{threads} thread{'s' if threads > 1 else ''}: {fmt_time(b['median'])} vs "
-                        f"{fmt_time(runs[p]['median'])} ({runs[p]['median'] / b['median']:.2f}×).**")
+            for brt in _bitnet_runtimes(runs):
+                b = runs[brt]
+                who = (f"bitnet ({host} path)" if brt == "bitnet" and group != "frontend" else
+                       "bitnet" if brt == "bitnet" else f"bitnet's {brt.split('@', 1)[1]} path (forced)")
+                for p in peers:
+                    compared += p in runs
+                    if p in runs and runs[p]["median"] < b["median"]:
+                        w, batch, threads = key
+                        out.append(
+                            f"- **{who} is slower than {LABELS[p]} on {w}, batch {batch}, "
+                            f"{threads} thread{'s' if threads > 1 else ''}: {fmt_time(b['median'])} vs "
+                            f"{fmt_time(runs[p]['median'])} ({runs[p]['median'] / b['median']:.2f}×).**")
     return out, compared
 
 
@@ -215,15 +272,37 @@ def unpaired_lines(idx) -> list[str]:
     return [f"- No bitnet median in this run for: {', '.join(out)} (the peers ran; no ratio there)."]
 
 
-def roofline_by_threads(idx) -> dict[int, float]:
-    """Binary MAC/s of the roofline microbenchmark, per thread count."""
-    out = {}
-    for group in idx.values():
-        for (w, batch, threads), runs in group.items():
-            r = runs.get("roofline")
-            if r and r["info"].get("macs"):
-                out[threads] = r["info"]["macs"] / r["median"]
+def rooflines(rows) -> dict[str, dict[int, list[tuple[float, dict]]]]:
+    """Roofline microbenchmarks of the run: {ISA path: {threads: [(binary MAC/s, row)]}},
+    fastest first. A path may have several (e.g. the best popcount method found for it
+    and LLVM's default ``ctpop``); "% of roofline" is taken against the fastest."""
+    out: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["runtime"] == "roofline" and r["info"].get("macs"):
+            out[r["isa"]][r["threads"]].append((r["info"]["macs"] / r["median"], r))
+    for by_threads in out.values():
+        for lst in by_threads.values():
+            lst.sort(key=lambda t: -t[0])
     return out
+
+
+def roofline_method(row) -> str:
+    """What a roofline row measured: ``extra_info["method"]``, else its test name."""
+    info = row["info"]
+    return str(info.get("method") or info.get("roofline_method") or row["name"].split("@", 1)[0])
+
+
+def best_roofline(roofs, isa: str) -> dict[int, float]:
+    """{threads: binary MAC/s of the fastest roofline of ``isa``}."""
+    return {t: lst[0][0] for t, lst in roofs.get(isa, {}).items() if lst}
+
+
+def pct_of_roofline(rate: float | None, roof: dict[int, float], threads: int) -> tuple[str, bool]:
+    """("87%", over-100%?) or ("—", False) when there is no roofline at that thread count."""
+    if not rate or threads not in roof:
+        return "—", False
+    frac = rate / roof[threads]
+    return f"{100 * frac:.0f}%" + (" ‡" if frac > 1 else ""), frac > 1
 
 
 def section_models(idx, group="models") -> list[str]:
@@ -243,15 +322,14 @@ def section_models(idx, group="models") -> list[str]:
     return _table(header, lines)
 
 
-def section_kernels(idx) -> list[str]:
+def section_kernels(idx, roofs, host: str) -> list[str]:
     g = idx.get("kernels")
     if not g:
         return ["No `kernels` benchmarks in this run."]
-    roof = roofline_by_threads(idx)
-    layer_keys = [k for k in g if "roofline" not in g[k] or len(g[k]) > 1]
-    layer_keys = [k for k in layer_keys if k[0] != "roofline"]
-    runtimes = [rt for rt in ("bitnet", "torch-float", "ort-float") if any(rt in g[k] for k in layer_keys)]
-    peers = [p for p in ("torch-float", "ort-float") if p in runtimes]
+    roof = best_roofline(roofs, host)
+    layer_keys = [k for k in g if k[0] != "roofline"]
+    runtimes = [rt for rt in ("bitnet", *ISA_PEERS) if any(rt in g[k] for k in layer_keys)]
+    peers = [p for p in ISA_PEERS if p in runtimes]
     header = ["layer", "batch", "threads", *[LABELS[r] for r in runtimes],
               *[f"speed-up vs {LABELS[p]}" for p in peers], "bitnet binary GMAC/s", "% of roofline"]
     lines, over = [], False
@@ -263,16 +341,15 @@ def section_kernels(idx) -> list[str]:
         if macs is None:
             macs = next((r["info"].get("macs") for r in runs.values() if r["info"].get("macs")), None)
         rate = macs / b["median"] if b and macs else None
-        pct = "—"
-        if rate and key[2] in roof:
-            frac = rate / roof[key[2]]
-            pct = f"{100 * frac:.0f}%" + (" ‡" if frac > 1 else "")
-            over = over or frac > 1
+        pct, above = pct_of_roofline(rate, roof, key[2])
+        over = over or above
         lines.append([key[0], str(key[1]), str(key[2]), *[cell(runs.get(r)) for r in runtimes], *ratios,
                       f"{rate / 1e9:.0f}" if rate else "—", pct])
     out = _table(header, lines)
     if roof:
-        out += ["", "Binary roofline (xor+popcount+add microbenchmark, same run): " + ", ".join(
+        out += ["", f"Binary roofline of the host's {host} path (the fastest xor+popcount+add "
+                    "microbenchmark of that path, same run; all of them per path are under "
+                    "\"bitnet per ISA path\"): " + ", ".join(
             f"{t} thread{'s' if t > 1 else ''}: {v / 1e12:.3g} T binary MAC/s" for t, v in sorted(roof.items())) + "."]
         if over:
             out += ["", "‡ Above 100%: the roofline microbenchmark at that thread count ran slower than the "
@@ -281,6 +358,153 @@ def section_kernels(idx) -> list[str]:
     else:
         out += ["", "No roofline microbenchmark in this run, so no % of roofline."]
     return out
+
+
+def _isa_text(isa: dict, forced_env: dict | None) -> tuple[str, str]:
+    """(how the path was selected, what its kernels are) for the ISA table."""
+    target = isa.get("llvm_target") or "?"
+    if forced_env:
+        how = ("forced in a subprocess: " + " ".join(f"{k}={v}" for k, v in forced_env.items())
+               + f" (LLVM target {target}; JIT kernels, numba cache of its own)")
+    else:
+        aot = (isa.get("engine") or {}).get("aot")
+        how = (f"this process: LLVM host CPU {target}"
+               + (", ahead-of-time module" if aot else ", JIT kernels" if aot is False else "")
+               + (f", BITNET_AOT={isa['bitnet_aot']}" if isa.get("bitnet_aot") else ""))
+    eng = isa.get("engine")
+    if isinstance(eng, dict):
+        keys = ("lanes", "qlanes", "groups", "popcount", "registers")
+        what = "; ".join(f"{k} {eng[k]}" for k in keys if k in eng) or json.dumps(eng)[:200]
+        what += " (bitnet.kernels.isa.describe())"
+    elif eng is not None:
+        what = f"{eng} (bitnet.kernels.isa.describe())"
+    else:
+        what = (f"path {isa.get('source', 'guessed')}: this bitnet build does not describe its kernels "
+                "(no bitnet.kernels.isa)")
+    return how, what
+
+
+def isa_paths_of(data: dict, host: str) -> list[tuple[str, str, str]]:
+    """[(path, how selected, kernels)] for the host and every forced subprocess."""
+    mi = data.get("machine_info") or {}
+    out = [(host, *_isa_text(mi.get("isa") or {}, None))]
+    for child in mi.get("isa_children") or []:
+        isa = child.get("isa") or {}
+        path = isa.get("path") or child.get("path", "?")
+        out.append((path, *_isa_text(isa, child.get("env") or {})))
+    return out
+
+
+def section_isa(idx, roofs, data, host: str) -> list[str]:
+    """Every bitnet path of the run beside the same run's peers, with % of roofline."""
+    paths = isa_paths_of(data, host)
+    out = _table(["path", "how it was selected", "kernels"],
+                 [[f"{p}{' (host)' if i == 0 else ''}", how, what] for i, (p, how, what) in enumerate(paths)])
+    if len(paths) == 1:
+        out += ["", "No forced-path subprocess in this run (`test_isa_bench.py`; skipped, deselected, "
+                    "or not an x86-64 host): only the host path below."]
+    out += ["", "The peers ran once, on the host, with their own run-time CPU dispatch; every path is "
+                "compared with those same rows. speed-up = peer median / bitnet median (**bold**: the "
+                "peer is faster). % of roofline: the layer's binary MAC/s over the fastest roofline "
+                "microbenchmark *of the same path* at the same thread count.", ""]
+    lines, over = [], False
+    bests = {p: best_roofline(roofs, p) for p in roofs}
+    for group in ("kernels", "models"):
+        g = idx.get(group, {})
+        for key in sorted(g, key=lambda k: (_sort_key(k[0]), k[1], k[2])):
+            runs = g[key]
+            for brt in _bitnet_runtimes(runs):
+                b = runs[brt]
+                path = b["isa"] or host
+                ratios = [fmt_ratio(runs[p]["median"] / b["median"]) if p in runs else "—" for p in ISA_PEERS]
+                macs = b["info"].get("macs")
+                rate = macs / b["median"] if macs else None
+                pct, above = ("—", False)
+                if group == "kernels":
+                    pct, above = pct_of_roofline(rate, bests.get(path, {}), key[2])
+                over = over or above
+                lines.append([key[0], str(key[1]), str(key[2]), path + ("" if brt == "bitnet" else " (forced)"),
+                              cell(b), *ratios, f"{rate / 1e9:.0f}" if rate and group == "kernels" else "—", pct])
+    if not lines:
+        return out + ["No bitnet rows in this run."]
+    out += _table(["workload", "batch", "threads", "path", "bitnet", *[f"vs {LABELS[p]}" for p in ISA_PEERS],
+                   "binary GMAC/s", "% of roofline"], lines)
+    if over:
+        out += ["", "‡ Above 100%: that path's roofline microbenchmark ran slower than the layer at that "
+                    "thread count (a roofline call is microseconds of work; thread hand-off and a busy "
+                    "machine dominate it); not meaningful."]
+    out += ["", *section_rooflines(roofs)]
+    return out
+
+
+def section_rooflines(roofs) -> list[str]:
+    if not roofs:
+        return ["No roofline microbenchmark in this run."]
+    lines = []
+    for path in sorted(roofs):
+        for threads in sorted(roofs[path]):
+            several = len(roofs[path][threads]) > 1
+            for i, (rate, r) in enumerate(roofs[path][threads]):
+                lines.append([path + (" (forced)" if r["forced"] else ""), str(threads), roofline_method(r),
+                              fmt_time(r["median"]), f"{rate / 1e12:.3g}" + (" (best)" if i == 0 and several else "")])
+    return ["Roofline microbenchmarks per path (xor+popcount+add over an L1-resident array; a path "
+            "is taken from the row's forced path, else from the benchmark name, else from the "
+            "process it ran in):", "",
+            *_table(["path", "threads", "microbenchmark", "median", "T binary MAC/s"], lines)]
+
+
+def section_spread(rows, idx) -> list[str]:
+    """Min / median / max of per-process medians, beside the spread within one process."""
+    spread = [r for r in rows if r["group"] == "spread" and r["info"].get("process_medians")]
+    if not spread:
+        return ["No cross-process spread in this run (`test_isa_bench.py::test_process_spread`)."]
+    lines = []
+    for r in sorted(spread, key=lambda r: (_sort_key(r["workload"]), r["forced"], str(r["info"].get("isa")))):
+        i = r["info"]
+        isa = i.get("isa")
+        path = ", ".join(isa) if isinstance(isa, list) else str(isa)
+        meds = i["process_medians"]
+        rt = f"bitnet@{isa}" if r["forced"] and isinstance(isa, str) else "bitnet"
+        inproc = idx.get("kernels" if r["workload"] in ("L64", "L128", "L256") else "models", {}).get(
+            (r["workload"], 1, 1), {}).get(rt)
+        inproc_txt = (f"{fmt_time(inproc['median'])}, IQR {100 * inproc['iqr'] / inproc['median']:.0f}%"
+                      if inproc else "—")
+        lines.append([r["workload"], path + (" (forced)" if r["forced"] else ""), str(len(meds)),
+                      fmt_time(min(meds)), fmt_time(statistics.median(meds)), fmt_time(max(meds)),
+                      f"{max(meds) / min(meds):.2f}×", inproc_txt, " ".join(fmt_time(m) for m in meds)])
+    return [
+        "Each process (a new Python process, one after another) builds the workload, warms up, times "
+        "its own calls (≥ 0.3 s and ≥ 20 calls) and reports their median; the table gives the spread "
+        "of those medians across processes. \"In one process\" is the pytest-benchmark row of the "
+        "same path (median and interquartile range within that process). Batch 1, one thread.", "",
+        *_table(["workload", "path", "processes", "min", "median", "max", "max / min",
+                 "in one process (median, IQR)", "per-process medians, in order"], lines)]
+
+
+def section_sizes(idx) -> list[str]:
+    """Model sizes per workload: bitnet's parameters, the float files, the INT8 file."""
+    sizes: dict = defaultdict(dict)
+    for g in ("kernels", "models"):
+        for (w, _, _), runs in idx.get(g, {}).items():
+            for rt, r in runs.items():
+                if rt.startswith("bitnet@"):
+                    continue
+                n = r["info"].get("model_bytes") or r["info"].get("param_bytes")
+                if n:
+                    sizes[w].setdefault(rt, int(n))
+    if not sizes:
+        return ["No model sizes recorded in this run."]
+    cols = [rt for rt in ("bitnet", "torch-float", "ort-float", "ort-int8") if any(rt in v for v in sizes.values())]
+    lines = []
+    for w in sorted(sizes, key=_sort_key):
+        v = sizes[w]
+        lines.append([w, *[fmt_bytes(v.get(rt)) for rt in cols],
+                      f"{v['ort-int8'] / v['bitnet']:.1f}×" if "ort-int8" in v and "bitnet" in v else "—"])
+    return ["bitnet: the `.bnn` file for `default`, else the bytes of the workload's tensors (packed "
+            "weights, thresholds, first-layer and head floats; a `.bnn` adds a JSON header of a few KB). "
+            "PyTorch: `torch.save(state_dict)`. ONNX Runtime: the `.onnx` file it ran (INT8: after "
+            "quantisation).", "",
+            *_table(["workload", *[LABELS[rt] for rt in cols], "INT8 file / bitnet"], lines)]
 
 
 def section_threads(idx) -> list[str]:
@@ -361,7 +585,7 @@ def _plt():
     return plt
 
 
-def chart_groups(idx, group: str, path: Path, runtimes, title: str) -> bool:
+def chart_groups(idx, group: str, path: Path, runtimes, title: str, host: str | None = None) -> bool:
     g = idx.get(group)
     if not g:
         return False
@@ -397,10 +621,13 @@ def chart_groups(idx, group: str, path: Path, runtimes, title: str) -> bool:
         ax.set_title(w)
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[0][0].set_ylabel("median time per call, ms (log)")
-    handles = [Patch(color=COLORS.get(rt), label=LABELS[rt]) for rt in runtimes]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    handles = [Patch(color=COLORS.get(rt), label=f"bitnet ({host} path)" if rt == "bitnet" and host else label(rt))
+               for rt in runtimes]
+    ncol = min(len(handles), 4)
+    legend_rows = -(-len(handles) // ncol)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, fontsize=9)
     fig.suptitle(title + "\n(b = batch, T = threads; median per call, lower is better)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.93))
+    fig.tight_layout(rect=(0, 0.06 * legend_rows + 0.02, 1, 0.93))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -467,12 +694,15 @@ def machine_section(data: dict) -> list[str]:
 def build_report(json_path: Path, out_dir: Path) -> Path:
     data, rows = load_rows(json_path)
     idx = index(rows)
+    host = host_isa(data)
+    roofs = rooflines(rows)
+    forced = sorted({r["runtime"] for r in rows if r["runtime"].startswith("bitnet@")})
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = {
-        "models": chart_groups(idx, "models", out_dir / "models.png", ("bitnet", *PEERS),
-                               "Whole models on log-mel features"),
-        "kernels": chart_groups(idx, "kernels", out_dir / "kernels.png", ("bitnet", "torch-float", "ort-float"),
-                                "One 3×3 conv layer"),
+        "models": chart_groups(idx, "models", out_dir / "models.png", ("bitnet", *forced, *PEERS),
+                               "Whole models on log-mel features", host),
+        "kernels": chart_groups(idx, "kernels", out_dir / "kernels.png", ("bitnet", *forced, *ISA_PEERS),
+                                "One 3×3 conv layer", host),
         "frontend": chart_groups(idx, "frontend", out_dir / "frontend.png", ("bitnet", "librosa"),
                                  "Log-mel frontend"),
         "startup": chart_startup(idx, out_dir / "startup.png"),
@@ -481,13 +711,13 @@ def build_report(json_path: Path, out_dir: Path) -> Path:
         src = json_path.resolve().relative_to(REPO)
     except ValueError:
         src = json_path
-    slow, compared = slower_lines(idx)
+    slow, compared = slower_lines(idx, host)
     if not compared:
         slow = ["- **No comparison possible: this run has no bitnet row paired with a peer.**"]
     elif not slow:
         slow = [f"Nowhere in this run: bitnet is faster than the peer in all {compared} "
-                "(row, peer) pairs that have a bitnet median (PyTorch float32, PyTorch binarized, "
-                "ONNX Runtime float32; librosa for the frontend)."]
+                "(row, bitnet path, peer) pairs that have a bitnet median (PyTorch float32, PyTorch "
+                "binarized, ONNX Runtime float32 and INT8; librosa for the frontend)."]
     slow += unpaired_lines(idx)
     skipped_path = Path(str(json_path) + ".skipped.json")
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else []
@@ -508,10 +738,19 @@ def build_report(json_path: Path, out_dir: Path) -> Path:
         "Peers: PyTorch float32 = the float twin in eager mode under `torch.inference_mode()`; "
         "PyTorch binarized = the trainer's binarized model itself (what a trainer user would deploy "
         "without bitnet); ONNX Runtime float32 = the float twin exported to ONNX "
-        "(intra-op threads = N, inter-op = 1). Threads: `torch.set_num_threads`, "
-        "`bitnet.set_num_threads`. Random weights (speed does not depend on them).",
+        "(intra-op threads = N, inter-op = 1); ONNX Runtime INT8 = that ONNX model quantised "
+        "statically with `onnxruntime.quantization.quantize_static` (QDQ, per-channel INT8 weights, "
+        "INT8 activations, min/max calibration on a few seeded random inputs). Threads: "
+        "`torch.set_num_threads`, `bitnet.set_num_threads`. Random weights (speed does not depend "
+        "on them).",
         "",
-        "## Where bitnet is slower than a peer",
+        (f"bitnet's kernels took the **{host}** path in this run's own process (`machine_info.isa`); "
+         "rows of other paths come from subprocesses with the CPU target forced (see \"bitnet per "
+         "ISA path\")." if host != "host" else
+         "This run did not record the ISA path of bitnet's kernels (it predates that record); "
+         "its bitnet rows are labelled \"host\"."),
+        "",
+        "## Where a peer wins (bitnet is slower)",
         "",
         *slow,
         "",
@@ -522,9 +761,21 @@ def build_report(json_path: Path, out_dir: Path) -> Path:
         *(["![models](models.png)", ""] if charts["models"] else []),
         "## Layers L64 / L128 / L256 (one 3×3 same conv; bitnet: packed bits in → packed bits out)",
         "",
-        *section_kernels(idx),
+        *section_kernels(idx, roofs, host),
         "",
         *(["![kernels](kernels.png)", ""] if charts["kernels"] else []),
+        "## bitnet per ISA path (same run, same peers)",
+        "",
+        *section_isa(idx, roofs, data, host),
+        "",
+        "## Spread across processes",
+        "",
+        *section_spread(rows, idx),
+        "",
+        "## Model size",
+        "",
+        *section_sizes(idx),
+        "",
         "## bitnet thread scaling",
         "",
         *section_threads(idx),

@@ -55,7 +55,8 @@ def test_default_model_bitnet(bench, batch, threads):
     x = peers.features_nchw((h, w), batch)[:, 0]
     _set_threads(threads)
     fn = bitnet_api.features_runner(model, x)
-    bench(fn, group="models", runtime="bitnet", workload="default", batch=batch, threads=threads)
+    bench(fn, group="models", runtime="bitnet", workload="default", batch=batch, threads=threads,
+          model_bytes=os.path.getsize(peers.default_model_path()))
 
 
 def _clips(n):

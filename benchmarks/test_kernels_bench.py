@@ -25,6 +25,7 @@ MODELS = ["LC-BNN", "KWS-BNN-M"]
 BATCHES = [1, 64]
 
 _graphs = {}
+_param_bytes = {}
 
 
 def _graph(name):
@@ -32,6 +33,8 @@ def _graph(name):
         build, kind = WORKLOADS[name]
         layers, tensors, shape = build(seed=0)
         _graphs[name] = (Graph(layers, tensors, shape, input_kind=kind), shape, kind)
+        # what the model carries: packed weights, thresholds, first-layer and head floats
+        _param_bytes[name] = sum(int(t.nbytes) for t in tensors.values())
     return _graphs[name]
 
 
@@ -55,7 +58,7 @@ def test_layer(bench, name, threads):
     x = random_input(shape, kind, batch=1, seed=1)
     h, w, c = LAYER_SHAPES[name]
     bench(g.run, x, group="kernels", runtime="bitnet", workload=name, batch=1,
-          threads=threads, macs=g.macs)
+          threads=threads, macs=g.macs, param_bytes=_param_bytes[name])
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -67,5 +70,5 @@ def test_model(bench, name, batch, threads):
     g, shape, kind = _graph(name)
     x = random_input(shape, kind, batch=batch, seed=2)[..., 0]
     y = bench(g.run, x, group="models", runtime="bitnet", workload=name, batch=batch,
-              threads=threads, macs=g.macs * batch)
+              threads=threads, macs=g.macs * batch, param_bytes=_param_bytes[name])
     assert y.shape == (batch, 10) and np.isfinite(y).all()

@@ -20,8 +20,8 @@ CI proves every probe still works without spending a minute on it.
 
 Cases: bitnet classifying a real clip with the bundled default model (``default-clip``,
 frontend included: the issue-5 goal), bitnet on KWS-BNN-M features, and torch float
-twin, torch binarized and ONNX Runtime float twin on KWS-BNN-M and on the default
-model's architecture.
+twin, torch binarized, ONNX Runtime float twin and that twin quantised to INT8
+(:func:`peers.quantize_int8`) on KWS-BNN-M and on the default model's architecture.
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ CASES = [
     ("torch-float", "KWS-BNN-M"),
     ("torch-bnn", "KWS-BNN-M"),
     ("ort-float", "KWS-BNN-M"),
+    ("ort-int8", "KWS-BNN-M"),
     ("torch-float", "default"),
     ("torch-bnn", "default"),
     ("ort-float", "default"),
+    ("ort-int8", "default"),
 ]
 
 
@@ -160,10 +162,12 @@ class _Files:
                 model = peers.float_twin(workload)
         except ImportError as exc:
             pytest.skip(f"{runtime} {workload}: {exc}")
-        if runtime == "ort-float":
+        if runtime in ("ort-float", "ort-int8"):
             pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
             pytest.importorskip("onnx", reason="onnx is not installed")
             path = peers.export_onnx(model, x, root / f"{workload}.onnx")
+            if runtime == "ort-int8":
+                path = peers.quantize_int8(path, peers.calibration_inputs(x), root / f"{workload}.int8.onnx")
         else:
             path = root / f"{workload}-{runtime}.pt"
             torch.save(model.state_dict(), path)
