@@ -49,6 +49,18 @@ def test_roofline(bench, threads):
           batch=1, threads=threads, macs=a.size * 64 * reps)
 
 
+def test_roofline_block(bench):
+    """The kernels' own block step in a minimal loop (benchmarks/roofline_block.py): the
+    roofline of the path's best popcount method, one thread."""
+    from benchmarks import roofline_block as rb
+
+    bitnet.set_num_threads(1)
+    wt, xs, acc, L = rb.make_operands()
+    reps = 16
+    bench(rb.block_roofline, wt, xs, acc, reps, group="kernels", runtime="roofline",
+          workload="roofline-block", batch=1, threads=1, macs=rb.macs(wt, xs, L, reps))
+
+
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("name", LAYERS)
 def test_layer(bench, name, threads):
