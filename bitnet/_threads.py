@@ -18,6 +18,7 @@ costs a few microseconds, where waking a sleeping thread costs tens.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -99,6 +100,18 @@ class Pool:
             if self._waiting:
                 with self._cond:
                     self._cond.notify_all()
+
+
+def _forget_pools() -> None:
+    # a child made by fork() has the pool objects but none of their threads: it must
+    # make its own pools, or its first parallel call would wait for ever
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def pool(n: int) -> Pool:

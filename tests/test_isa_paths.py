@@ -140,3 +140,23 @@ def test_two_threads_use_the_pool_and_match_one(threads):
     threads(1)
     assert _threads.pool(2).jobs == before + 1
     np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_pool_works_in_a_forked_child():
+    """A child made by fork() after the pool started gets pools of its own (the parent's
+    threads do not exist there)."""
+    import os
+
+    p = _threads.pool(2)
+    p.run([(lambda: None, ()), (lambda: None, ())])
+    pid = os.fork()
+    if pid == 0:        # child: must not hang; exit code says whether it worked
+        try:
+            q = _threads.pool(2)
+            q.run([(lambda: None, ()), (lambda: None, ())])
+            os._exit(0 if q is not p else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
