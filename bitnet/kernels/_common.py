@@ -613,3 +613,16 @@ def cpu_relax(typingctx, x):
         return context.get_dummy_value()
 
     return types.none(x), codegen
+
+
+@intrinsic
+def voidptr_at(typingctx, addr):
+    """The address ``addr`` (an integer from :attr:`numpy.ndarray.ctypes.data`) as a
+    ``void*``, for :func:`numba.carray` views of arrays handed over as job rows."""
+    if not isinstance(addr, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.voidptr(addr), codegen

@@ -37,6 +37,7 @@ KERNELS = {
     # waiting and signalling of the thread pool (bitnet._threads)
     "spin_until": ("bitnet.kernels.sync", "_spin_until", "i8(i8[::1], i8, i8, i8)"),
     "publish": ("bitnet.kernels.sync", "_publish", "void(i8[::1], i8, i8)"),
+    "pool_worker": ("bitnet.kernels.worker", "_pool_worker", "i8(i8[::1], i8[:, ::1], i8, i8)"),
     "bconv": ("bitnet.kernels.bconv", "_bconv_kernel", f"void({_B4}, u8[:, :, ::1], i8[::1], f4[::1], {_B4}, {_I4}, {_F4})"),
     "qconv": ("bitnet.kernels.qconv", "_qconv_kernel", f"void(u1[:, :, :, ::1], f4[:, :, ::1], i8[::1], f4[::1], {_B4}, {_I4}, {_F4})"),
     "quantize": ("bitnet.kernels.sign", "_quantize_kernel", "void(f4[::1], f4, f4, f4, u1[::1])"),

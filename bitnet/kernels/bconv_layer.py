@@ -16,7 +16,7 @@ from ..packing import n_words, pack_signs, unpack_signs
 from . import _registry
 from .geometry import conv_geometry
 from . import isa
-from .layout import aligned, block_width, group_words, nibble_planes, threshold_bounds
+from .layout import JOB_BCONV, JOB_QCONV, aligned, block_width, group_words, nibble_planes, threshold_bounds
 
 __all__ = ["BConv", "BDense", "bconv", "bdense", "MODES"]
 
@@ -61,6 +61,7 @@ class _PreparedConv:
     """
 
     _KERNEL = ""
+    _JOB = 0            # job kind of the pool threads' native loop (layout.JOB_*)
     _SLOTS = ()
 
     def _check_and_set(self, weight, in_channels, stride, padding, output, thresh, thresh_sign,
@@ -140,17 +141,38 @@ class _PreparedConv:
         ``ips`` of :meth:`parts` (one per thread; one vector: this thread only)."""
         m = self.output
         kern = _registry.get(self._KERNEL)
-        args = (self._w, None, self.fp,
-                out if m == "threshold" else _EMPTY_U64,
-                out if m == "int" else _EMPTY_I32,
+        outs = (out if m == "threshold" else _EMPTY_U64, out if m == "int" else _EMPTY_I32,
                 out if m == "affine" else _EMPTY_F32)
         if len(ips) == 1:
-            kern(x, self._w, ips[0], *args[2:])
+            kern(x, self._w, ips[0], self.fp, *outs)
         else:
             from .._threads import pool
 
-            pool(len(ips)).run([(kern, (x, self._w, ip) + args[2:]) for ip in ips])
+            h, w = x.shape[1:3]
+            pool(len(ips)).run_conv(lambda x, *o: kern(x, self._w, ips[0], self.fp, *o), x, ips,
+                                    self.job_rows(h, w, len(ips), out.shape[1:]), out, outs)
         return out
+
+    def job_rows(self, h, w, n, oshape):
+        """Job rows of parts ``1 .. n−1`` for the pool threads (:mod:`.worker`): every
+        word but the input's and output's address and batch size (cached)."""
+        key = ("rows", h, w, n)
+        rows = self._ip_cache.get(key)
+        if rows is None:
+            from .layout import JOB_WORDS
+
+            def addr(a):
+                return a.__array_interface__["data"][0]
+
+            ips = self.parts(h, w, n)
+            cin = self.in_channels if self._JOB == JOB_QCONV else n_words(self.in_channels)
+            rows = np.zeros((n - 1, JOB_WORDS), np.int64)
+            for k in range(1, n):
+                ip = ips[k]
+                rows[k - 1] = (self._JOB, 0, 0, h, w, cin, addr(self._w), *self._w.shape, addr(ip), ip.shape[0],
+                               addr(self.fp), self.fp.shape[0], 0, 0, *oshape, MODES[self.output])
+            self._ip_cache[key] = rows
+        return rows
 
     def _call(self, x, h, w, nb):
         from .._jit import ensure_threads
@@ -185,6 +207,7 @@ class BConv(_PreparedConv):
     """
 
     _KERNEL = "bconv"
+    _JOB = JOB_BCONV
     _SLOTS = (_PT, _PL, _HO, _WO, _NCH, _T0, _T1)
 
     def __init__(self, weight, in_channels, stride=(1, 1), padding="same", output="int",

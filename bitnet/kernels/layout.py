@@ -101,3 +101,8 @@ def aligned(a, align: int = ALIGN):
     out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
     out[...] = a
     return out
+
+
+#: job rows of the pool threads' native loop (:mod:`.worker`): words per row, kinds
+JOB_WORDS = 20
+JOB_PY, JOB_BCONV, JOB_QCONV = 1, 2, 3

@@ -12,7 +12,7 @@ from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
 from .bconv_layer import MODES, _PreparedConv
 from . import isa
-from .layout import ROWS3X3, aligned, block_width, group_words
+from .layout import JOB_QCONV, ROWS3X3, aligned, block_width, group_words
 
 __all__ = ["QConv", "qconv"]
 
@@ -34,6 +34,7 @@ class QConv(_PreparedConv):
     """
 
     _KERNEL = "qconv"
+    _JOB = JOB_QCONV
     _SLOTS = (_PT, _PL, _HO, _WO, _NCH, _T0, _T1)
 
     def __init__(self, weight, in_channels, bits, stride=(1, 1), padding="same", output="int",
