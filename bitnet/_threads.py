@@ -34,7 +34,7 @@ class Pool:
     """``n − 1`` threads that run parts of kernel calls beside the calling thread."""
 
     def __init__(self, n: int):
-        from .kernels import _registry
+        from .compile import registry as _registry
 
         self.n = n
         self._spin = _registry.get("spin_until")

@@ -16,6 +16,7 @@ import bitnet
 from bitnet import AudioError, ModelFileError, ParameterError
 from bitnet._placeholder import digits_graph
 from bitnet.modelfile import save_model
+from bitnet.results import softmax
 
 pytest.importorskip("bitnet.graph")
 pytest.importorskip("bitnet.features")
@@ -194,7 +195,7 @@ def test_short_clip_is_padded_to_one_window(small):
     assert p.window_probabilities.shape == (1, 10)
     np.testing.assert_array_equal(p.window_starts, [0.0])
     logits = small.logits(clip_features(y, small.frontend)[None])
-    np.testing.assert_allclose(p.probabilities, model_mod._softmax(logits)[0], atol=1e-6)
+    np.testing.assert_allclose(p.probabilities, softmax(logits)[0], atol=1e-6)
     # exactly one window long: still one window
     assert small.predict(tone(small.window_seconds), sample_rate=SR).window_probabilities.shape[0] == 1
 
@@ -206,7 +207,7 @@ def test_long_clip_sliding_windows_mean_of_probabilities(small):
     feats = sliding_windows(y, small.frontend, hop_frames)
     n = feats.shape[0]
     assert n > 1 and p.window_probabilities.shape == (n, 10)
-    probs = model_mod._softmax(small.logits(feats))
+    probs = softmax(small.logits(feats))
     np.testing.assert_allclose(p.window_probabilities, probs, atol=1e-6)
     np.testing.assert_allclose(p.probabilities, probs.mean(axis=0), atol=1e-6)
     step = hop_frames * small.frontend.hop_length / SR
@@ -365,16 +366,18 @@ def test_untrained_flag(small):
 
 
 def test_compile_notice_once_when_cache_cold(small, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(model_mod, "_cache_dir", lambda: tmp_path / "cache")
-    monkeypatch.setattr(model_mod, "_warm", False)
+    from bitnet.compile import notice
+
+    monkeypatch.setenv("BITNET_CACHE_DIR", str(tmp_path / "cache"))   # the one cache resolver
+    monkeypatch.setattr(notice, "_warm", False)
     # the JIT kernels' notice (the ahead-of-time build's own notice: tests/test_aot.py)
-    monkeypatch.setattr(model_mod, "_jit_in_use", lambda: True)
+    monkeypatch.setattr(notice, "_jit_in_use", lambda: True)
     x = small.windows(tone(0.5))[0]
     small.logits(x)
     assert "compiling kernels" in capsys.readouterr().err
     small.logits(x)
     assert capsys.readouterr().err == ""
-    monkeypatch.setattr(model_mod, "_warm", False)  # a new process with a warm cache
+    monkeypatch.setattr(notice, "_warm", False)  # a new process with a warm cache
     small.logits(x)
     assert capsys.readouterr().err == ""
     assert list((tmp_path / "cache").iterdir())

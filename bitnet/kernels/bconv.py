@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import block_affine, block_sum, block_thresh, weight_planes
 # the layer preparation (pure Python, no numba) lives in bconv_layer; re-exported here
 from .bconv_layer import (_CO, _DENSE, _GW, _HO, _KH, _KW, _MODE, _N, _NCH, _NHDR, _T0, _T1,  # noqa: F401

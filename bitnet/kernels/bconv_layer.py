@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..packing import n_words, pack_signs, unpack_signs
-from . import _registry
+from ..compile import registry as _registry
 from .geometry import conv_geometry
 from . import isa
 from .layout import block_width, group_words, nibble_planes, threshold_bounds
@@ -153,7 +153,7 @@ class _PreparedConv:
         return out
 
     def _call(self, x, h, w, nb):
-        from .._jit import ensure_threads
+        from ..parallel import ensure_threads
 
         ho, wo = self.out_hw(h, w)
         n = ensure_threads()

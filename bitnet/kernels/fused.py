@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from .bconv import _CO, _GW, _DENSE, _KH, _KW, _N, _NHDR, _PL, _PT, _SH, _SW, _HO
 from .bconv import _gather_row, _put_bits, _row_affine, _row_dot, _tap_ranges
 from ._common import ROWS3X3, block_affine, block_sum, fblock_thresh, weight_planes

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import ROWS3X3, fblock_affine, fblock_sum, fblock_thresh
 from .bconv import _put_bits, _tap_ranges
 # the layer preparation (pure Python, no numba) lives in qconv_layer; re-exported here

@@ -39,8 +39,6 @@ __all__ = [
     "add_reference",
     "concat_reference",
     "flatten_reference",
-    "softmax",
-    "argmax",
 ]
 
 
@@ -269,19 +267,6 @@ def concat_reference(a, b):
 
 def flatten_reference(x):
     return np.ascontiguousarray(x).reshape(x.shape[0], -1)
-
-
-def softmax(logits, axis=-1):
-    """Numerically stable softmax of float logits (float32 in, float32 out)."""
-    z = np.asarray(logits, np.float32)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def argmax(logits, axis=-1):
-    """Index of the largest logit (first one on ties)."""
-    return np.argmax(np.asarray(logits), axis=axis)
 
 
 _ = n_words  # re-exported for users of the references

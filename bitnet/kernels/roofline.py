@@ -17,7 +17,7 @@ import time
 import numpy as np
 from numba import prange
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import popcount
 
 __all__ = ["roofline_kernel", "roofline_kernel_2", "roofline_parallel", "measure_roofline"]
