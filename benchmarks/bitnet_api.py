@@ -41,8 +41,8 @@ def save_workload(name: str, path: str | Path, seed: int = 0) -> Path:
     provenance that says the weights are random.
     """
     try:
-        from bitnet import workloads
-        from bitnet._placeholder import FRONTEND
+        from bitnet.testing import workloads
+        from bitnet.testing.digits import FRONTEND
         from bitnet.modelfile import save_model
     except ImportError as exc:
         raise ImportError(f"bitnet.workloads/modelfile are not available yet ({exc})") from exc

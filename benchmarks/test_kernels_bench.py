@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import bitnet
-from bitnet._jit import ensure_threads
+from bitnet.parallel import ensure_threads
 from bitnet.graph import Graph
-from bitnet.kernels import roofline
-from bitnet.workloads import LAYER_SHAPES, WORKLOADS, random_input
+from bitnet.testing import roofline
+from bitnet.testing.workloads import LAYER_SHAPES, WORKLOADS, random_input
 
 THREADS = [1, 2]
 LAYERS = ["L64", "L128", "L256"]

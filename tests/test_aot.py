@@ -19,7 +19,7 @@ import pytest
 from bitnet.compile import aot as _aot
 from bitnet.compile import registry as _registry
 from bitnet.graph import Graph
-from bitnet.workloads import WORKLOADS, random_input
+from bitnet.testing.workloads import WORKLOADS, random_input
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.wav"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bitnet._placeholder import digits_graph
+from bitnet.testing.digits import digits_graph
 from bitnet.cli import main
 from bitnet.modelfile import save_model
 

@@ -16,7 +16,7 @@ from bitnet.kernels.bconv import BConv
 from bitnet.kernels.fused import bconv_pool_sign
 from bitnet.kernels.reference import bconv_pool_sign_reference
 from bitnet.packing import pack_signs
-from bitnet.workloads import _Builder, kws_bnn_m, lc_bnn, random_input
+from bitnet.testing.workloads import _Builder, kws_bnn_m, lc_bnn, random_input
 
 
 def _same_bits(a, b):

@@ -11,7 +11,7 @@ import pytest
 from bitnet import ParameterError
 from bitnet._jit import get_num_threads, set_num_threads
 from bitnet.graph import Graph
-from bitnet.workloads import WORKLOADS, kws_bnn_m, lc_bnn, random_input
+from bitnet.testing.workloads import WORKLOADS, kws_bnn_m, lc_bnn, random_input
 
 
 def assert_values_equal(fast, ref):

@@ -14,7 +14,7 @@ import soundfile as sf
 
 import bitnet
 from bitnet import AudioError, ModelFileError, ParameterError
-from bitnet._placeholder import digits_graph
+from bitnet.testing.digits import digits_graph
 from bitnet.modelfile import save_model
 from bitnet.results import softmax
 
@@ -393,3 +393,27 @@ def test_infer_path_imports_no_torch_nor_scipy(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+
+
+# ----------------------------------------------------------------- tensor values at load
+
+
+@pytest.mark.parametrize("op,role,bad", [("bconv", "scale", np.nan), ("bconv", "bias", np.inf),
+                                         ("bconv", "bias", -np.inf), ("dense", "weight", np.nan),
+                                         ("dense", "bias", np.nan)])
+def test_non_finite_float_tensor_is_refused(tmp_path, op, role, bad):
+    """A file that passes its checksum (written by save_model) but holds NaN or Inf in a
+    float tensor would answer NaN probabilities: the loader refuses it, naming the
+    layer and the tensor."""
+    header, tensors = digits_graph(seed=1, channels=(8, 16, 16))
+    layer = next(la for la in header["layers"] if la["op"] == op and role in la.get("tensors", {}))
+    tname = layer["tensors"][role]
+    t = tensors[tname].copy()
+    t.flat[t.size // 2] = bad
+    tensors[tname] = t
+    path = save_model(tmp_path / "forged.bnn", header, tensors)
+    with pytest.raises(ModelFileError) as e:
+        bitnet.load(path)
+    msg = str(e.value)
+    assert str(path) in msg and repr(layer["name"]) in msg and repr(tname) in msg, msg
+    assert "1 NaN or infinite value" in msg and "\n" not in msg, msg

@@ -190,9 +190,6 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
     model, info = load_run(run_dir, which)
     fcfg = D.frontend_config(**info["frontend"])
     feat = D.Featurizer(fcfg)
-    if not feat.exportable:
-        raise ExportError("bitnet.features is missing: exported models must use the engine's "
-                          "own frontend")
     if not str(info.get("features", "")).startswith("bitnet.features"):
         raise ExportError(f"{run_dir} was trained on {info.get('features')} features, not "
                           "bitnet.features; retrain before exporting")
