@@ -168,7 +168,7 @@ class BConv(_PreparedConv):
     Parameters
     ----------
     weight : uint64 ``(C_out, kh, kw, ceil(C_in/64))``
-        Packed weights (set bit = −1), canonical layout of DESIGN §2.
+        Packed weights (set bit = −1), canonical layout of docs/design.md §2.
     in_channels : int
         ``C_in`` (the true channel count; pad bits of ``weight`` must be zero).
     stride : (int, int)

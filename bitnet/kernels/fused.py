@@ -3,7 +3,7 @@
 The executor (:mod:`bitnet.graph`) replaces a chain of layers by one of these kernels
 when nothing else reads the intermediate values; the results are identical to the
 unfused chain because every fused kernel performs the same operations, in the same
-order, on the same types (DESIGN §2; bit-for-bit, floats included).
+order, on the same types (docs/design.md §2; bit-for-bit, floats included).
 
 * :func:`bconv_pool_sign` — ``bconv`` (affine output) → ``avgpool`` → [``flatten``] →
   ``sign``: packed bits in, packed bits out, without materialising the convolution's

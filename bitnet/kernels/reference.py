@@ -133,7 +133,7 @@ def bdense_reference(x, weight, in_features, output="int", thresh=None, thresh_s
 
 def qconv_dot_reference(levels, weight, in_channels, bits, kernel=(3, 3), stride=(1, 1),
                         padding="same"):
-    """Integer dots of the first layer, literally by bitplanes (DESIGN §2).
+    """Integer dots of the first layer, literally by bitplanes (docs/design.md §2).
 
     ``dot = Σ_b 2^b · (popcount(x_b) − 2·popcount(x_b AND w_neg))`` summed over each
     window, where ``x_b`` is bitplane ``b`` of the levels (padded with level 0) and

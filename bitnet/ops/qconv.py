@@ -1,5 +1,5 @@
-"""``qconv``: the first layer, k-bit input levels × packed ±1 weights (DESIGN §2 of
-docs/design.md: the dot through bitplanes).
+"""``qconv``: the first layer, k-bit input levels × packed ±1 weights (docs/design.md
+§2: the dot through bitplanes).
 
 Kernel: :mod:`bitnet.kernels.qconv`; reference:
 :func:`bitnet.kernels.reference.qconv_reference`.
