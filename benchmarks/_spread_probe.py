@@ -25,7 +25,7 @@ import time
 def main(argv=None) -> int:
     spec = json.loads((argv or sys.argv[1:])[0])
     from bitnet.graph import Graph
-    from bitnet.workloads import WORKLOADS, random_input
+    from bitnet.testing.workloads import WORKLOADS, random_input
 
     from benchmarks.isa_paths import describe_isa
 

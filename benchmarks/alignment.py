@@ -31,7 +31,7 @@ if off >= 0:
         return out
     bconv_layer.aligned = placed
 from bitnet.graph import Graph
-from bitnet import workloads as W
+from bitnet.testing import workloads as W
 layers, tensors, shp = {"L64": W.l64, "L128": W.l128, "L256": W.l256}[name](seed=0)
 g = Graph(layers, tensors, shp, input_kind="bits")
 x = W.random_input(shp, kind="bits", batch=1, seed=0)

@@ -36,16 +36,16 @@ def save_workload(name: str, path: str | Path, seed: int = 0) -> Path:
     """Write a random-parameter DESIGN §4 workload (``"LC-BNN"``, ``"KWS-BNN-M"``) as a
     ``.bnn`` file, so that the start-up probe loads it the way a user loads a model.
 
-    The graph comes from ``bitnet.workloads``; the header gets the default model's
+    The graph comes from ``bitnet.testing.workloads``; the header gets the default model's
     frontend settings (with the workload's frame count), labels ``"0".."9"`` and a
     provenance that says the weights are random.
     """
     try:
-        from bitnet import workloads
-        from bitnet._placeholder import FRONTEND
+        from bitnet.testing import workloads
+        from bitnet.testing.digits import FRONTEND
         from bitnet.modelfile import save_model
     except ImportError as exc:
-        raise ImportError(f"bitnet.workloads/modelfile are not available yet ({exc})") from exc
+        raise ImportError(f"bitnet.testing.workloads/modelfile are not available yet ({exc})") from exc
     builder, kind = workloads.WORKLOADS[name]
     if kind != "real":
         raise ValueError(f"{name} takes packed bits, not features; only whole models can be saved")

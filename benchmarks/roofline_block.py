@@ -1,6 +1,6 @@
 """The block roofline: each instruction-set path's own popcount method, minimal loop.
 
-:mod:`bitnet.kernels.roofline` times LLVM's default popcount (``ctpop`` of 64-bit words,
+:mod:`bitnet.testing.roofline` times LLVM's default popcount (``ctpop`` of 64-bit words,
 however the target lowers it: ``vpopcntq`` on AVX-512, a table lookup reduced to 64
 bits per word on AVX2). This one times the kernels' block step itself (the
 :func:`~bitnet.kernels._common.block_sum` intrinsic of the path the kernels were

@@ -2,7 +2,7 @@
 bits out), the binary roofline, and the LC-BNN / KWS-BNN-M models on features.
 
 Group ``kernels``: L64, L128, L256 and ``roofline`` (runtime ``roofline``: the
-xor+popcount+add loop of :mod:`bitnet.kernels.roofline`, L1-resident, one operand
+xor+popcount+add loop of :mod:`bitnet.testing.roofline`, L1-resident, one operand
 streaming, measured in the same run so that "% of roofline" compares like with like).
 Group ``models``: LC-BNN and KWS-BNN-M, batch 1 and 64. Threads 1 and 2 everywhere.
 The PyTorch / ONNX Runtime peers of the same shapes are in ``test_peers_bench.py``.
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import bitnet
-from bitnet._jit import ensure_threads
+from bitnet.parallel import ensure_threads
 from bitnet.graph import Graph
-from bitnet.kernels import roofline
-from bitnet.workloads import LAYER_SHAPES, WORKLOADS, random_input
+from bitnet.testing import roofline
+from bitnet.testing.workloads import LAYER_SHAPES, WORKLOADS, random_input
 
 THREADS = [1, 2]
 LAYERS = ["L64", "L128", "L256"]

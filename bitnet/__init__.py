@@ -27,12 +27,13 @@ _LAZY = {
     "load": ".model",
     "infer": ".model",
     "Model": ".model",
-    "Prediction": ".model",
+    "Prediction": ".results",
+    "Segment": ".results",
     "Gate": ".gate",
     "GateResult": ".gate",
     "NO_SPEECH": ".gate",
-    "set_num_threads": "._jit",
-    "get_num_threads": "._jit",
+    "set_num_threads": ".parallel",
+    "get_num_threads": ".parallel",
     "batch": ".batch",
 }
 

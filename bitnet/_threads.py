@@ -39,9 +39,8 @@ class Pool:
     """``n − 1`` threads that run parts of kernel calls beside the calling thread."""
 
     def __init__(self, n: int):
-        from .kernels import _registry
-        from .kernels.layout import aligned
-        from .kernels.layout import JOB_WORDS
+        from .compile import registry as _registry
+        from .kernels.layout import JOB_WORDS, aligned
 
         self.n = n
         self._spin = _registry.get("spin_until")

@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import AudioError, ParameterError
 
-__all__ = ["load_audio", "MAX_CHANNELS", "MAX_SAMPLE_RATE"]
+__all__ = ["load_audio", "pcm_to_float", "StreamResampler", "MAX_CHANNELS", "MAX_SAMPLE_RATE"]
 
 #: the most channels a 2-D array may have (it is read as (channels, samples))
 MAX_CHANNELS = 32
@@ -99,7 +99,23 @@ def _mono(data: np.ndarray) -> np.ndarray:
 # arrays
 
 
-def _int_to_float(a: np.ndarray) -> np.ndarray:
+def _real_dtype(a: np.ndarray, name: str) -> None:
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise AudioError(f"{name}: samples must be real numbers (integer or float), got dtype {a.dtype}")
+
+
+def pcm_to_float(a: np.ndarray, name: str = "array") -> np.ndarray:
+    """Samples of any real dtype as float32, the one rule for arrays and stream chunks.
+
+    Signed integers are two's-complement PCM scaled by ``2**(bits-1)`` (int16 32767 →
+    0.99997); unsigned integers are offset-binary PCM (uint8 128 → 0; uint16 32768 →
+    0), as WAV stores 8-bit audio; floats are cast. Values are not clipped. Raises
+    :class:`bitnet.AudioError` naming ``name`` for booleans and non-numeric dtypes.
+    """
+    _real_dtype(a, name)
+    if not np.issubdtype(a.dtype, np.integer):
+        with np.errstate(over="ignore"):  # values beyond float32 become Inf; callers report them
+            return a.astype(np.float32, copy=False)
     bits = a.dtype.itemsize * 8
     half = float(2 ** (bits - 1))
     x = a.astype(np.float64)
@@ -114,8 +130,7 @@ def _from_array(a, sr, orig_sr):
         a = np.asarray(a)
     except Exception as exc:  # ragged lists and the like
         raise AudioError(f"{name}: cannot be read as a numeric array ({exc})") from exc
-    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise AudioError(f"{name}: samples must be real numbers (integer or float), got dtype {a.dtype}")
+    _real_dtype(a, name)
     if a.ndim == 2:
         ch, n = a.shape
         if ch > MAX_CHANNELS:
@@ -134,8 +149,7 @@ def _from_array(a, sr, orig_sr):
         raise AudioError(f"{name}: sample rate unknown; pass orig_sr= (the array's rate) and/or sr=")
     if orig_sr is not None:
         orig_sr = _rate(orig_sr, name)
-    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported next
-        y = _int_to_float(a) if np.issubdtype(a.dtype, np.integer) else a.astype(np.float32)
+    y = pcm_to_float(a, name)
     _finite(y, name)  # after the cast: float64 values beyond float32's range count as Inf
     if y.ndim == 2:
         y = _mono(y.T)
@@ -146,6 +160,75 @@ def _from_array(a, sr, orig_sr):
     if sr is None:
         return y, orig_sr
     return _resample(y, orig_sr, sr), sr
+
+
+# ---------------------------------------------------------------------------------------
+# streams
+
+
+class StreamResampler:
+    """Streaming polyphase resampling equal (up to rounding) to ``scipy.signal.resample_poly``.
+
+    Same filter as ``resample_poly(x, up, down)`` (Kaiser β = 5, 10 zero crossings per
+    side) and the same output alignment, computed chunk by chunk: output sample ``m``
+    is made as soon as every input it depends on has arrived; :meth:`flush` makes the
+    rest, treating the signal as ending there.
+    """
+
+    def __init__(self, orig_sr: int, sr: int):
+        from scipy.signal import firwin  # lazy: costly to import
+
+        g = math.gcd(int(orig_sr), int(sr))
+        up, down = int(sr) // g, int(orig_sr) // g
+        max_rate = max(up, down)
+        half_len = 10 * max_rate
+        h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+        pre = down - half_len % down
+        h = np.concatenate((np.zeros(pre), h))
+        self.up, self.down = up, down
+        self.delay = (half_len + pre) // down  # outputs resample_poly drops at the start
+        k = -(-len(h) // up)
+        poly = np.zeros((up, k))
+        for p in range(up):
+            taps = h[p::up]
+            poly[p, : len(taps)] = taps
+        self.poly = poly  # poly[p, i] = h[p + i*up]
+        self.k = k
+        self.buf = np.zeros(0)
+        self.buf_start = 0  # input index of buf[0]
+        self.n_in = 0
+        self.m = 0  # next output index
+
+    def _make(self, m_end: int) -> np.ndarray:
+        if m_end <= self.m:
+            return np.zeros(0, np.float32)
+        m = np.arange(self.m, m_end)
+        t = (m + self.delay) * self.down
+        phase, j = t % self.up, t // self.up
+        idx = j[:, None] - np.arange(self.k)[None, :] - self.buf_start
+        valid = (idx >= 0) & (idx < self.buf.shape[0])
+        vals = np.where(valid, self.buf[np.clip(idx, 0, max(self.buf.shape[0] - 1, 0))] if self.buf.size else 0.0, 0.0)
+        y = (vals * self.poly[phase]).sum(axis=1)
+        self.m = m_end
+        # keep only what later outputs can still need
+        t_next = (self.m + self.delay) * self.down
+        keep_from = t_next // self.up - self.k + 1
+        drop = min(max(0, keep_from - self.buf_start), self.buf.shape[0])
+        if drop:
+            self.buf = self.buf[drop:]
+            self.buf_start += drop
+        return y.astype(np.float32)
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self.buf = np.concatenate((self.buf, x.astype(np.float64)))
+        self.n_in += x.shape[0]
+        # output m needs inputs up to j = (m + delay) * down // up, which must be < n_in
+        m_end = (self.n_in * self.up - 1) // self.down - self.delay + 1 if self.n_in else 0
+        return self._make(max(m_end, self.m))
+
+    def flush(self) -> np.ndarray:
+        n_out = -(-self.n_in * self.up // self.down)
+        return self._make(n_out)
 
 
 # ---------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ class Classifier:
     """
 
     def __init__(self, model_path=None, top_k: int = 5, hop=None, threads: int = 1, digest: str | None = None):
-        from ._jit import set_num_threads
+        from .parallel import set_num_threads
         from .model import DEFAULT_MODEL, load
 
         set_num_threads(max(1, int(threads)))

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_compile(args) -> int:
     import time
 
-    from . import _aot
+    from .compile import aot as _aot
 
     t0 = time.perf_counter()
     try:
@@ -187,7 +187,7 @@ def _format_row(path: str, pred, k: int, width: int) -> str:
 
 def cmd_infer(args) -> int:
     if args.threads:
-        from ._jit import set_num_threads
+        from .parallel import set_num_threads
 
         set_num_threads(args.threads)
     model = _load_model(args.model, args.debug)
@@ -297,7 +297,7 @@ def cmd_bench(args) -> int:
 
     import numpy as np
 
-    from ._jit import get_num_threads, set_num_threads
+    from .parallel import get_num_threads, set_num_threads
 
     model = _load_model(args.model, args.debug)
     fe = model.frontend

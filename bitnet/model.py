@@ -32,29 +32,28 @@ results as serial calls. ``bitnet.set_num_threads(n)`` sets how many threads one
 uses (1 by default).
 
 First run: the kernels are compiled ahead of time for this machine on the first run
-after installation (:mod:`bitnet._aot`; ``bitnet compile`` does it beforehand) and
+after installation (:mod:`bitnet.compile.aot`; ``bitnet compile`` does it beforehand) and
 cached on disk, so that later processes run without importing numba; without that
 module (``BITNET_AOT=0``, no C compiler) numba compiles them and caches them itself.
-Either way bitnet says so once on stderr when it finds the cache cold.
+Either way bitnet says so once on stderr when it finds the cache cold
+(:mod:`bitnet.compile.notice`). The result types are in :mod:`bitnet.results`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
 import os
-import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
+from .audio import StreamResampler, pcm_to_float
+from .compile.notice import run_graph
 from .errors import AudioError, BitnetError, ModelFileError, ParameterError
 from .gate import NO_SPEECH
 from .modelfile import read_model
+from .results import Prediction, Segment, softmax
 
 __all__ = ["load", "infer", "Model", "Prediction", "Segment", "DEFAULT_MODEL"]
 
@@ -64,225 +63,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.bnn"
 UNTRAINED_MARK = "untrained"
 
 
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, eq=False)
-class Prediction:
-    """What a model says about one clip (or, from :meth:`Model.stream`, one window).
-
-    Attributes
-    ----------
-    label : str
-        The most probable class.
-    index : int
-        Its position in :attr:`labels`.
-    probabilities : numpy.ndarray of float32, shape (n_classes,)
-        Class probabilities (sum to 1): the mean over windows for long clips.
-    labels : tuple of str
-        The model's class labels.
-    window_probabilities : numpy.ndarray of float32, shape (n_windows, n_classes)
-        Per-window probabilities (one row for a clip no longer than the window).
-    window_starts : numpy.ndarray of float64, shape (n_windows,)
-        Start time of each window in seconds from the start of the clip (or stream).
-    window_seconds : float
-        The model's window length in seconds.
-    source : str or None
-        The file the audio came from, where known.
-    speech : bool
-        False when the speech gate (:mod:`bitnet.gate`) found nothing to classify
-        (silence, steady low noise, a clip far shorter than a syllable). Then
-        :attr:`label` is :data:`bitnet.NO_SPEECH` (``"_silence_"``), :attr:`index` is
-        -1 and :attr:`probability` is NaN; :attr:`probabilities` and :meth:`top_k` still
-        hold what the model would have said, for inspection only.
-    gate : bitnet.GateResult or None
-        The gate's decision and its reason (None where no gate ran, e.g. ``stream``).
-    """
-
-    label: str
-    index: int
-    probabilities: np.ndarray
-    labels: tuple
-    window_probabilities: np.ndarray
-    window_starts: np.ndarray
-    window_seconds: float
-    source: str | None = None
-    speech: bool = True
-    gate: object = None
-
-    @property
-    def probability(self) -> float:
-        """Probability of :attr:`label` (NaN when :attr:`speech` is False)."""
-        if not self.speech:
-            return float("nan")
-        return float(self.probabilities[self.index])
-
-    @property
-    def start(self) -> float:
-        """Start of the first window, seconds."""
-        return float(self.window_starts[0])
-
-    @property
-    def end(self) -> float:
-        """End of the last window, seconds."""
-        return float(self.window_starts[-1]) + self.window_seconds
-
-    def top_k(self, k: int = 5) -> list[tuple[str, float]]:
-        """The ``k`` most probable classes as ``(label, probability)``, most probable first.
-
-        Ties keep label order. ``k`` larger than the number of classes gives them all.
-        """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ParameterError(f"top_k needs a positive integer k, got {k!r}")
-        order = np.argsort(-self.probabilities, kind="stable")[: int(k)]
-        return [(self.labels[i], float(self.probabilities[i])) for i in order]
-
-    def to_dict(self, k: int | None = None) -> dict:
-        """A JSON-ready dict: source, label, index, probability, top-k (all if ``k`` is None)."""
-        d = {
-            "source": self.source,
-            "label": self.label,
-            "index": self.index,
-            "probability": round(self.probability, 6) if self.speech else None,
-            "speech": self.speech,
-            "top_k": [[lab, round(p, 6)] for lab, p in self.top_k(k or len(self.labels))],
-            "windows": int(self.window_probabilities.shape[0]),
-        }
-        if self.gate is not None:
-            d["gate"] = self.gate.to_dict()
-        return d
-
-    def __repr__(self) -> str:
-        src = f", source={self.source!r}" if self.source else ""
-        if not self.speech:
-            return f"Prediction(label={self.label!r}, speech=False, windows={self.window_probabilities.shape[0]}{src})"
-        return (
-            f"Prediction(label={self.label!r}, probability={self.probability:.3f}, "
-            f"windows={self.window_probabilities.shape[0]}{src})"
-        )
-
-
-class Segment(NamedTuple):
-    """One row of :meth:`Model.timeline`: times in seconds, the label and its probability."""
-
-    start: float
-    end: float
-    label: str
-    probability: float
-
-
-# --------------------------------------------------------------------------- first-run notice
-
-_run_lock = threading.Lock()
-_warm = False
-
-
-def _cache_dir() -> Path:
-    env = os.environ.get("NUMBA_CACHE_DIR")
-    if env:
-        return Path(env)
-    pkg = Path(__file__).resolve().parent / "__pycache__"
-    if os.access(pkg if pkg.exists() else pkg.parent, os.W_OK):
-        return pkg
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bitnet"
-
-
-#: modules of the package that define no kernels (editing them does not invalidate numba's cache)
-_NO_KERNELS = frozenset(
-    {"model.py", "cli.py", "summary.py", "modelfile.py", "_placeholder.py", "__main__.py", "errors.py", "audio.py",
-     "gate.py", "listen.py", "plot.py"}
-)
-
-
-def _marker() -> Path:
-    """A file whose existence says: the kernels of this very build were compiled here.
-
-    Keyed like numba's own cache: bitnet, numba and Python versions and the size and
-    modification time of the package's source files that may hold kernels (numba
-    recompiles when a kernel's source file changes).
-    """
-    from . import __version__
-
-    numba = sys.modules.get("numba")
-    h = hashlib.sha256(f"{__version__}|{getattr(numba, '__version__', '')}|{sys.version}".encode())
-    root = Path(__file__).resolve().parent
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        for fn in sorted(filenames):
-            if fn.endswith(".py") and not (dirpath == str(root) and fn in _NO_KERNELS):
-                st = os.stat(os.path.join(dirpath, fn))
-                h.update(f"{fn}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return _cache_dir() / f"bitnet-warm-{h.hexdigest()[:20]}"
-
-
-@contextlib.contextmanager
-def _numba_without_scipy_blas():
-    """Keep numba from importing scipy.linalg while it starts its compiler context.
-
-    When numba first sets up its target context (on the first kernel call, cached or
-    not) ``numba.np.arraymath`` imports ``scipy.linalg.cython_blas``, only to decide
-    whether ``np.cov``/``np.corrcoef`` inside jitted code use BLAS. That import costs
-    0.1-0.5 s and ~40 MB, a large share of bitnet's start-up. bitnet's kernels use no
-    BLAS, so the module is hidden for that moment (numba then takes its loop fallback
-    for those two functions); anything that imports it later gets the real module.
-    """
-    name = "scipy.linalg.cython_blas"
-    if "numba.np.arraymath" in sys.modules or name in sys.modules:
-        yield
-        return
-    sys.modules[name] = None  # makes "import scipy.linalg.cython_blas" fail fast
-    try:
-        yield
-    finally:
-        if sys.modules.get(name, 0) is None:
-            del sys.modules[name]
-
-
-def _jit_in_use() -> bool:
-    """Whether this run compiles or loads numba JIT kernels: no ahead-of-time module
-    (:mod:`bitnet._aot`; it was built or loaded when the graph was prepared)."""
-    from .kernels import _registry
-
-    return not _registry.aot_active()
-
-
-def _run_graph(graph, x: np.ndarray) -> np.ndarray:
-    """Run the graph; on the first run in a process, check the kernel cache and say if cold."""
-    global _warm
-    if _warm:
-        return graph.run(x)
-    with _run_lock:  # the first run compiles (or loads) the kernels: once, serially
-        if _warm:
-            return graph.run(x)
-        try:
-            marker = _marker() if _jit_in_use() else None
-            cold = marker is not None and not marker.exists()
-        except OSError:
-            marker, cold = None, False
-        if cold and not os.environ.get("BITNET_QUIET"):
-            print("bitnet: compiling kernels for this machine (first run only, takes a while)...", file=sys.stderr, flush=True)
-        with _numba_without_scipy_blas():
-            out = graph.run(x)
-        if cold and marker is not None:
-            try:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.touch()
-            except OSError:
-                pass
-        _warm = True
-        return out
-
-
 # --------------------------------------------------------------------------- the model
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=-1, keepdims=True)
-    return z
 
 
 def _is_source(x) -> bool:
@@ -294,71 +75,6 @@ def _source_name(x) -> str | None:
         return os.fspath(x)
     name = getattr(x, "name", None)
     return name if isinstance(name, str) else None
-
-
-class _StreamResampler:
-    """Streaming polyphase resampling equal (up to rounding) to ``scipy.signal.resample_poly``.
-
-    Same filter as ``resample_poly(x, up, down)`` (Kaiser β = 5, 10 zero crossings per
-    side) and the same output alignment, computed chunk by chunk: output sample ``m``
-    is made as soon as every input it depends on has arrived; :meth:`flush` makes the
-    rest, treating the signal as ending there.
-    """
-
-    def __init__(self, orig_sr: int, sr: int):
-        from scipy.signal import firwin
-
-        g = math.gcd(int(orig_sr), int(sr))
-        up, down = int(sr) // g, int(orig_sr) // g
-        max_rate = max(up, down)
-        half_len = 10 * max_rate
-        h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
-        pre = down - half_len % down
-        h = np.concatenate((np.zeros(pre), h))
-        self.up, self.down = up, down
-        self.delay = (half_len + pre) // down  # outputs resample_poly drops at the start
-        k = -(-len(h) // up)
-        poly = np.zeros((up, k))
-        for p in range(up):
-            taps = h[p::up]
-            poly[p, : len(taps)] = taps
-        self.poly = poly  # poly[p, i] = h[p + i*up]
-        self.k = k
-        self.buf = np.zeros(0)
-        self.buf_start = 0  # input index of buf[0]
-        self.n_in = 0
-        self.m = 0  # next output index
-
-    def _make(self, m_end: int) -> np.ndarray:
-        if m_end <= self.m:
-            return np.zeros(0, np.float32)
-        m = np.arange(self.m, m_end)
-        t = (m + self.delay) * self.down
-        phase, j = t % self.up, t // self.up
-        idx = j[:, None] - np.arange(self.k)[None, :] - self.buf_start
-        valid = (idx >= 0) & (idx < self.buf.shape[0])
-        vals = np.where(valid, self.buf[np.clip(idx, 0, max(self.buf.shape[0] - 1, 0))] if self.buf.size else 0.0, 0.0)
-        y = (vals * self.poly[phase]).sum(axis=1)
-        self.m = m_end
-        # keep only what later outputs can still need
-        t_next = (self.m + self.delay) * self.down
-        keep_from = t_next // self.up - self.k + 1
-        drop = min(max(0, keep_from - self.buf_start), self.buf.shape[0])
-        if drop:
-            self.buf = self.buf[drop:]
-            self.buf_start += drop
-        return y.astype(np.float32)
-
-    def push(self, x: np.ndarray) -> np.ndarray:
-        self.buf = np.concatenate((self.buf, x.astype(np.float64)))
-        self.n_in += x.shape[0]
-        # output m needs inputs up to j = (m + delay) * down // up, which must be < n_in
-        m_end = (self.n_in * self.up - 1) // self.down - self.delay + 1 if self.n_in else 0
-        return self._make(max(m_end, self.m))
-
-    def flush(self) -> np.ndarray:
-        n_out = -(-self.n_in * self.up // self.down)
-        return self._make(n_out)
 
 
 class Model:
@@ -482,7 +198,7 @@ class Model:
             raise ParameterError(f"features must have shape (N, {want[0]}, {want[1]}), got {x.shape}")
         if x.shape[0] == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        return _run_graph(self.graph, x)
+        return run_graph(self.graph, x)
 
     def _result(self, probs: np.ndarray, starts: np.ndarray, source, gate=None) -> Prediction:
         mean = probs.mean(axis=0)
@@ -556,7 +272,7 @@ class Model:
             starts.append(s)
             names.append(_source_name(item))
             gates.append(g.check(y, self.sample_rate) if g.enabled else None)
-        probs = _softmax(self.logits(np.concatenate(feats) if len(feats) > 1 else feats[0]))
+        probs = softmax(self.logits(np.concatenate(feats) if len(feats) > 1 else feats[0]))
         out, pos = [], 0
         for f, s, name, gr in zip(feats, starts, names, gates):
             out.append(self._result(probs[pos : pos + f.shape[0]], s, name, gr))
@@ -593,7 +309,7 @@ class Model:
         hop_frames = self._hop_frames(hop)
         step = hop_frames * self.frontend.hop_length / self.sample_rate
         ws = WindowStream(self.frontend, hop_frames)
-        rs = _StreamResampler(int(sr), self.sample_rate) if int(sr) != self.sample_rate else None
+        rs = StreamResampler(int(sr), self.sample_rate) if int(sr) != self.sample_rate else None
         count = 0
         n_samples = 0
 
@@ -601,7 +317,7 @@ class Model:
             nonlocal count
             if windows is None or len(windows) == 0:
                 return []
-            probs = _softmax(self.logits(windows))
+            probs = softmax(self.logits(windows))
             if final:  # the last windows: the end-aligned tail window starts off the grid
                 starts = self._starts(n_samples, hop_frames)[count : count + len(probs)]
             else:
@@ -613,13 +329,7 @@ class Model:
             x = np.asarray(chunk)
             if x.ndim != 1:
                 raise AudioError(f"stream chunks must be 1-D (mono) arrays, got shape {x.shape}")
-            if x.dtype.kind == "u" and x.dtype.itemsize == 1:  # 8-bit PCM is unsigned
-                x = (x.astype(np.float32) - 128) / np.float32(128)
-            elif x.dtype.kind == "i":
-                x = x.astype(np.float32) / np.float32(2 ** (8 * x.dtype.itemsize - 1))
-            elif x.dtype.kind != "f":
-                raise AudioError(f"stream chunks must hold numbers, got dtype {x.dtype}")
-            x = x.astype(np.float32, copy=False)
+            x = pcm_to_float(x, "stream chunk")
             if not np.isfinite(x).all():
                 raise AudioError("stream chunk holds NaN or infinite samples")
             if rs is not None:
@@ -671,7 +381,7 @@ class Model:
             f, _ = self.windows(y[s : s + win])
             feats.append(f)
             counts.append(f.shape[0])
-        probs = _softmax(self.logits(np.concatenate(feats)))
+        probs = softmax(self.logits(np.concatenate(feats)))
         out, pos = [], 0
         for s, c in zip(starts, counts):
             p = probs[pos : pos + c].mean(axis=0)

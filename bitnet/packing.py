@@ -1,6 +1,6 @@
 """Bit-packing: the one place where the bit convention of bitnet is written down.
 
-Convention (DESIGN §2, docs/graph.md)
+Convention (docs/design.md §2, docs/graph.md)
 -------------------------------------
 * ``sign(x) = +1 if x >= 0 else -1``; so ``sign(0) = +1`` (and ``sign(-0.0) = +1``,
   because ``-0.0 < 0`` is false).

@@ -60,7 +60,7 @@ def show(model, audio, out, sample_rate=None, hop: float = 0.05):
     pad = np.zeros(model.window_samples // 2, np.float32)
     padded = np.concatenate((pad, y, pad))
     feats, starts = model.windows(padded, hop=hop)
-    from .model import _softmax
+    from .results import softmax as _softmax
 
     probs = _softmax(model.logits(feats))
     centres = starts - pad.shape[0] / sr + model.window_seconds / 2

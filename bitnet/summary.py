@@ -1,55 +1,32 @@
 """The per-layer summary table of a model: shapes, parameters, MACs and bytes.
 
 One row per layer of the graph (``docs/graph.md``) with: name, op, input → output shape
-(H×W×C or C, batch left out), kind (``binary`` for ``qconv``/``bconv``/``bdense``,
-``float`` for layers with float parameters, ``-`` for parameter-free ones), parameters
-(logical weights and per-channel values, not words), MACs (float multiply-adds),
-binary MACs (bits of xor+popcount, DESIGN §2: a ``qconv`` with k-bit inputs counts k per
-MAC, one per bitplane), bytes as stored (packed words and int32 thresholds) and bytes the
-same parameters would take as float32.
+(H×W×C or C, batch left out, true channel counts), kind (``binary`` for
+``qconv``/``bconv``/``bdense``, ``float`` for layers with float parameters, ``-`` for
+parameter-free ones), parameters (logical weights and per-channel values, not words),
+MACs (multiply-accumulates of any kind), binary MACs (bits of xor+popcount: a ``qconv``
+with k-bit inputs counts k per MAC, one per bitplane, docs/design.md §2), bytes as
+stored (packed words and int32 thresholds) and bytes the same parameters would take as
+float32.
 
-The table is computed from the header's layer list, the input shape and the tensors, so
-the trainer's exporter can print the very same table before it writes a file::
+Every figure is the op's own (:class:`bitnet.ops.Counts`, read through
+``Graph(..., bind=False)``, which checks the graph without touching a kernel), so the
+engine, this table and the trainer's exporter count alike::
 
     rows = summarize(header["layers"], tensors, header["input"]["shape"])
     print(format_table(rows))
-
-Shapes are inferred here with the rules of ``docs/graph.md``; the layer list is assumed
-valid (``bitnet.graph.Graph`` validates it; this module only reports).
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 __all__ = ["summarize", "totals", "format_table", "format_summary"]
-
-_BINARY_OPS = {"qconv", "bconv", "bdense"}
-
-
-def _pair(v, default=None):
-    if v is None:
-        v = default
-    if isinstance(v, int):
-        return (v, v)
-    return (int(v[0]), int(v[1]))
-
-
-def _conv_out(h, w, attrs):
-    kh, kw = _pair(attrs.get("kernel"))
-    sh, sw = _pair(attrs.get("stride"), (1, 1))
-    if attrs.get("padding", "valid") == "same":
-        return -(-h // sh), -(-w // sw)
-    return (h - kh) // sh + 1, (w - kw) // sw + 1
 
 
 def _fmt_shape(shape) -> str:
     return "×".join(str(s) for s in shape)
 
 
-def summarize(layers, tensors, input_shape) -> list[dict]:
+def summarize(layers, tensors, input_shape, output=None) -> list[dict]:
     """Return one dict per layer (and nothing else).
 
     Parameters
@@ -57,88 +34,41 @@ def summarize(layers, tensors, input_shape) -> list[dict]:
     layers : list of dict
         The header's ``"layers"``.
     tensors : dict of str to numpy.ndarray
-        The arrays the layers name (for stored byte counts).
+        The arrays the layers name.
     input_shape : sequence of int
         ``(n_mels, frames, 1)``.
+    output : str, optional
+        The graph output (default: the last layer's).
 
     Returns
     -------
     list of dict
         Keys: ``name, op, inputs, input_shape, output_shape, kind, params, macs,
         binary_macs, bytes, float32_bytes`` (shapes are tuples without the batch axis).
-    """
-    shapes = {"input": tuple(int(s) for s in input_shape)}
-    rows = []
-    for layer in layers:
-        op = layer["op"]
-        attrs = layer.get("attrs", {}) or {}
-        ins = list(layer.get("inputs", []))
-        in_shape = shapes.get(ins[0], ()) if ins else ()
-        macs = bmacs = params = 0
-        out = in_shape
-        if op in ("qconv", "bconv"):
-            h, w = in_shape[0], in_shape[1]
-            kh, kw = _pair(attrs["kernel"])
-            ho, wo = _conv_out(h, w, attrs)
-            cin, cout = int(attrs["in_channels"]), int(attrs["out_channels"])
-            out = (ho, wo, cout)
-            per = ho * wo * cout * kh * kw * cin
-            bmacs = per * (int(attrs.get("bits", 8)) if op == "qconv" else 1)
-            params = cout * kh * kw * cin
-        elif op == "bdense":
-            cin, cout = int(attrs["in_features"]), int(attrs["out_features"])
-            out = (cout,)
-            bmacs = cin * cout
-            params = cin * cout
-        elif op == "dense":
-            cin, cout = int(attrs["in_features"]), int(attrs["out_features"])
-            out = (cout,)
-            macs = cin * cout
-        elif op in ("maxpool", "avgpool"):
-            kh, kw = _pair(attrs["kernel"])
-            sh, sw = _pair(attrs.get("stride"), (kh, kw))
-            out = ((in_shape[0] - kh) // sh + 1, (in_shape[1] - kw) // sw + 1, in_shape[2])
-        elif op == "global_avgpool":
-            out = (in_shape[-1],)
-        elif op == "flatten":
-            out = (math.prod(in_shape),)
-        elif op == "concat":
-            c = sum(shapes[i][-1] for i in ins)
-            out = tuple(in_shape[:-1]) + (c,)
-        # quantize, sign, add: shape unchanged
-        shapes[layer.get("output", layer.get("name"))] = tuple(out)
 
-        refs = layer.get("tensors", {}) or {}
-        stored = 0
-        extra = 0
-        for role, tname in refs.items():
-            arr = tensors.get(tname)
-            if arr is None:
-                continue
-            stored += int(np.asarray(arr).nbytes)
-            if op in _BINARY_OPS and role == "weight":
-                continue  # counted logically above
-            extra += int(np.asarray(arr).size)
-        params += extra
-        if op in _BINARY_OPS:
-            kind = "binary"
-        elif refs:
-            kind = "float"
-        else:
-            kind = "-"
+    Raises
+    ------
+    bitnet.ParameterError
+        The layer list is not a valid graph.
+    """
+    from .graph import Graph
+
+    g = Graph(layers, tensors, tuple(int(s) for s in input_shape), output=output, bind=False)
+    rows = []
+    for li in g.layer_info:
         rows.append(
             {
-                "name": layer.get("name", ""),
-                "op": op,
-                "inputs": ins,
-                "input_shape": tuple(in_shape),
-                "output_shape": tuple(out),
-                "kind": kind,
-                "params": params,
-                "macs": macs,
-                "binary_macs": bmacs,
-                "bytes": stored,
-                "float32_bytes": 4 * params,
+                "name": li.name,
+                "op": li.op,
+                "inputs": list(li.inputs),
+                "input_shape": tuple(li.in_info[0].logical_shape),
+                "output_shape": tuple(li.out_info.logical_shape),
+                "kind": li.kind,
+                "params": li.params,
+                "macs": li.macs,
+                "binary_macs": li.binary_macs,
+                "bytes": li.weight_bytes,
+                "float32_bytes": 4 * li.params,
             }
         )
     return rows
@@ -204,7 +134,7 @@ def format_table(rows) -> str:
 
 def format_summary(header: dict, tensors: dict, path=None) -> str:
     """The full summary: source, frontend, the layer table, labels and provenance."""
-    rows = summarize(header["layers"], tensors, header["input"]["shape"])
+    rows = summarize(header["layers"], tensors, header["input"]["shape"], header.get("output"))
     fe = header.get("frontend", {})
     n_mels, frames, _ = header["input"]["shape"]
     lines = []

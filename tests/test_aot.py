@@ -1,4 +1,4 @@
-"""Ahead-of-time compiled kernels (bitnet._aot): same results as the JIT kernels, a
+"""Ahead-of-time compiled kernels (bitnet.compile.aot): same results as the JIT kernels, a
 process that runs a model without importing numba, and clean fallbacks.
 
 The module is built once per session into the cache directory the rest of the suite
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitnet import _aot
+from bitnet.compile import aot as _aot
+from bitnet.compile import registry as _registry
 from bitnet.graph import Graph
-from bitnet.kernels import _registry
-from bitnet.workloads import WORKLOADS, random_input
+from bitnet.testing.workloads import WORKLOADS, random_input
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.wav"))
@@ -201,24 +201,28 @@ def test_cache_dir_never_the_package(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert _aot.cache_dir() == tmp_path / "xdg" / "bitnet"
     name, so, js, lock = _aot.paths()
-    pkg = Path(_aot.__file__).resolve().parent
-    assert pkg not in so.parents
+    assert _aot._PKG not in so.parents
     assert so.name.startswith(name) and so.suffix in (".so", ".pyd")
     monkeypatch.setenv("BITNET_CACHE_DIR", str(tmp_path / "mine"))
     assert _aot.cache_dir() == tmp_path / "mine"
 
 
 def test_key_follows_kernel_sources(monkeypatch, tmp_path):
-    """Editing a kernel source gives another module (never a stale one)."""
+    """Editing a kernel source, or an op definition (it holds the kernels' signatures),
+    gives another module (never a stale one)."""
     k1 = _aot.cache_key()
     assert k1 == _aot.cache_key()
     pkg = tmp_path / "bitnet"
-    shutil.copytree(Path(_aot.__file__).resolve().parent, pkg, ignore=shutil.ignore_patterns("__pycache__", "models"))
+    shutil.copytree(_aot._PKG, pkg, ignore=shutil.ignore_patterns("__pycache__", "models"))
     monkeypatch.setattr(_aot, "_PKG", pkg)
     assert _aot.cache_key() == k1
     with open(pkg / "kernels" / "bconv.py", "a") as f:
         f.write("\n# edited\n")
-    assert _aot.cache_key() != k1
+    k2 = _aot.cache_key()
+    assert k2 != k1
+    with open(pkg / "ops" / "bconv.py", "a") as f:
+        f.write("\n# edited\n")
+    assert _aot.cache_key() != k2
 
 
 #: an instruction that only the popcount of each path emits, as objdump spells it

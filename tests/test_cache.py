@@ -25,7 +25,7 @@ def run_py(code, cwd, env_extra=None, timeout=300):
 
 
 def test_import_is_cheap():
-    code = ("import sys, bitnet, bitnet.packing, bitnet.graph, bitnet.workloads\n"
+    code = ("import sys, bitnet, bitnet.packing, bitnet.graph, bitnet.testing.workloads\n"
             "bad = [m for m in ('numba', 'scipy', 'torch', 'llvmlite') if m in sys.modules]\n"
             "print('BAD', bad) if bad else print('OK')")
     r = run_py(code, REPO)
@@ -36,7 +36,7 @@ def test_import_is_cheap():
 KERNEL_RUN = """
 import numpy as np
 from bitnet.graph import Graph
-from bitnet.workloads import lc_bnn, random_input
+from bitnet.testing.workloads import lc_bnn, random_input
 g = Graph(*lc_bnn())
 x = random_input((40, 51, 1))
 y = g.run(x)

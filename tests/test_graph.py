@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from bitnet import ParameterError
-from bitnet._jit import get_num_threads, set_num_threads
+from bitnet.parallel import get_num_threads, set_num_threads
 from bitnet.graph import Graph
-from bitnet.workloads import WORKLOADS, kws_bnn_m, lc_bnn, random_input
+from bitnet.testing.workloads import WORKLOADS, kws_bnn_m, lc_bnn, random_input
 
 
 def assert_values_equal(fast, ref):
@@ -54,6 +54,48 @@ def test_kws_shapes_and_info():
     assert "conv5" in g.summary()
     x = random_input((40, 101, 1))
     np.testing.assert_array_equal(g.run(x), g.run(x[..., 0]))   # (N, H, W) accepted
+
+
+def test_two_threads_run_the_parallel_path(monkeypatch):
+    """Asked for 2 threads, a graph with large convolutions runs them on the thread pool
+    (its job counter moves), with the same result as one thread."""
+    from bitnet import _threads, parallel
+
+    monkeypatch.setattr(parallel, "_max_threads", lambda: 2)   # even on a one-CPU machine
+    g = Graph(*kws_bnn_m(seed=3))
+    x = random_input((40, 101, 1), batch=1, seed=4)
+    old = get_num_threads()
+    try:
+        set_num_threads(1)
+        pool = _threads.pool(2)
+        jobs = pool.jobs
+        y1 = g.run(x)
+        assert pool.jobs == jobs            # one thread: the pool stays idle
+        set_num_threads(2)
+        y2 = g.run(x)
+        assert pool.jobs > jobs, "2 threads asked for, but no row part ran on the pool"
+    finally:
+        set_num_threads(old)
+    np.testing.assert_array_equal(y1, y2)
+
+
+def test_counts_are_the_ops_own():
+    """Graph.layer_info and bitnet summary read one definition: a qconv MAC on k-bit
+    levels is one MAC and k binary MACs in both."""
+    from bitnet.summary import summarize
+
+    layers, tensors, shape = kws_bnn_m()
+    g = Graph(layers, tensors, shape)
+    rows = summarize(layers, tensors, shape)
+    for li, r in zip(g.layer_info, rows):
+        assert (li.params, li.macs, li.binary_macs, li.weight_bytes) == \
+            (r["params"], r["macs"], r["binary_macs"], r["bytes"]), li.name
+        assert r["output_shape"] == li.out_info.logical_shape
+    q = next(li for li in g.layer_info if li.op == "qconv")
+    assert q.binary_macs == q.macs * q.attrs["bits"] > 0
+    b = next(li for li in g.layer_info if li.op == "bconv")
+    assert b.binary_macs == b.macs > 0
+    assert Graph(layers, tensors, shape, bind=False).binary_macs == g.binary_macs
 
 
 def test_lc_bnn_batch_consistency():

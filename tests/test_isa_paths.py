@@ -126,7 +126,7 @@ def test_two_threads_use_the_pool_and_match_one(threads):
     """A large convolution with 2 threads runs through the pool (its job counter moves)
     and gives the same bits as one thread."""
     from bitnet.graph import Graph
-    from bitnet.workloads import l64, random_input
+    from bitnet.testing.workloads import l64, random_input
 
     layers, tensors, shp = l64(seed=3)
     g = Graph(layers, tensors, shp, input_kind="bits")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bitnet import ParameterError
-from bitnet._jit import get_num_threads, set_num_threads
+from bitnet.parallel import get_num_threads, set_num_threads
 from bitnet.kernels import reference as ref
 from bitnet.kernels.bconv import BConv, BDense, bconv, bdense
 from bitnet.kernels.geometry import conv_geometry
@@ -101,6 +101,44 @@ def test_bconv_sweep(rng, c, stride, padding, threads):
         np.testing.assert_array_equal(got2, got1)
         if output == "threshold":
             assert_pad_bits_zero(got1, c_out)
+
+
+def _block_widths_and_channels():
+    """Per block width L of this machine's kernel path (``isa.lanes()``), output channel
+    counts that land in exactly that block: one past the narrower block, the middle, L."""
+    from bitnet.kernels import isa
+
+    lanes, prev, out = isa.lanes(), 0, []
+    for L in lanes:
+        out += [(L, c) for c in sorted({prev + 1, (prev + 1 + L) // 2, L})]
+        prev = L
+    return out
+
+
+@pytest.mark.parametrize("c_in", [3, 65])
+def test_every_block_width_with_threshold_output(rng, c_in, threads):
+    """Every block width of the active path, with threshold output (on AVX-512 the L=32
+    block is output channels 17-32), equals the reference with 1 and 2 threads."""
+    from bitnet.kernels import isa
+    from bitnet.kernels.layout import block_width
+
+    cases = _block_widths_and_channels()
+    assert {L for L, _ in cases} == set(isa.lanes())
+    for L, c_out in cases:
+        assert block_width(c_out, isa.lanes()) == L
+        x = pack_signs(signs(rng, (2, 6, 7, c_in)))
+        wts = pack_signs(signs(rng, (c_out, 3, 3, c_in)))
+        tens = out_tensors(rng, c_out, 9 * c_in)
+        tens = {k: tens[k] for k in ("thresh", "thresh_sign")}
+        expect = ref.bconv_reference(x, wts, c_in, (3, 3), (1, 1), "same", "threshold", **tens)
+        conv = BConv(wts, c_in, (1, 1), "same", "threshold", **tens)
+        got1 = conv(x)
+        threads(2)
+        got2 = conv(x)
+        threads(1)
+        np.testing.assert_array_equal(got1, expect, err_msg=f"L={L} c_out={c_out}")
+        np.testing.assert_array_equal(got2, expect, err_msg=f"L={L} c_out={c_out}")
+        assert_pad_bits_zero(got1, c_out)
 
 
 def test_bconv_torch_oracle(rng):
@@ -214,11 +252,13 @@ def test_dense_bits(rng):
     np.testing.assert_allclose(dense_bits(x, c, w, b), ref.dense_reference(x, w, b, c), rtol=1e-5, atol=1e-5)
 
 
-def test_softmax_argmax():
+def test_softmax():
+    from bitnet.results import softmax
+
     z = np.array([[1.0, 3.0, 3.0], [1000.0, 0.0, -1000.0]], np.float32)
-    p = ref.softmax(z)
-    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
-    assert ref.argmax(z).tolist() == [1, 0]
+    p = softmax(z)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+    assert p.argmax(axis=1).tolist() == [1, 0] and p[0, 1] == p[0, 2]
 
 
 # ---------------------------------------------------------------- errors

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bitnet import ModelFileError
-from bitnet._placeholder import UNTRAINED, digits_graph, pack_signs
+from bitnet.testing.digits import UNTRAINED, digits_graph, pack_signs
 from bitnet.modelfile import read_model, save_model
 
 

@@ -1,4 +1,4 @@
-"""Trainer layers against float oracles and the engine's references (DESIGN §2)."""
+"""Trainer layers against float oracles and the engine's references (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -103,8 +103,10 @@ def test_export_refuses_disagreement(tmp_path, rng, monkeypatch):
     x = np.stack([feat(w) for w in waves])
     model = _tiny_model(4)
     _steps(model, x, labels, n=2)
-    real_pack = E._pack
-    monkeypatch.setattr(E, "_pack", lambda w: ~real_pack(w) & real_pack(np.ones_like(w)))
+    from trainer import engine
+
+    real_pack = engine.pack
+    monkeypatch.setattr(engine, "pack", lambda w: ~real_pack(w) & real_pack(np.ones_like(w)))
     out = tmp_path / "bad.bnn"
     with pytest.raises(E.ExportError, match="refusing"):
         E.export_model(model, {"labels": list("abcd"), "frontend": feat.cfg.to_dict()}, out, x,

@@ -59,16 +59,11 @@ __all__ = [
 # Frontend: bitnet's own (the only one used for exported models)
 
 
-def _features_module():
-    """``bitnet.features``: the one waveform-to-window function, shared with the engine."""
-    from bitnet import features
-
-    return features
-
-
 def frontend_config(**kwargs):
     """A ``bitnet.features.FrontendConfig`` from keyword arguments."""
-    return _features_module().FrontendConfig(**kwargs)
+    from bitnet.features import FrontendConfig
+
+    return FrontendConfig(**kwargs)
 
 
 class Featurizer:
@@ -78,10 +73,10 @@ class Featurizer:
     """
 
     def __init__(self, cfg):
-        features = _features_module()
+        from bitnet import features
+
         self.cfg = cfg
         self._features = features
-        self.exportable = features.__name__ == "bitnet.features"
         self.impl = f"{features.__name__}/{getattr(features, '__version__', '1')}"
 
     @property
@@ -89,10 +84,8 @@ class Featurizer:
         return int(self.cfg.window_samples)
 
     def load(self, path) -> np.ndarray:
-        if self.exportable:
-            from bitnet import load_audio
-        else:
-            load_audio = self._features.load_audio
+        from bitnet import load_audio
+
         y, _ = load_audio(str(path), sr=self.cfg.sample_rate)
         return np.asarray(y, dtype=np.float32)
 

@@ -5,7 +5,8 @@
 Steps:
 
 1. Rebuild the model of the run (``model.pt``, batch-norm statistics already recomputed).
-2. Walk its layers and emit the graph of docs/graph.md (NHWC; flatten order h, w, c):
+2. Walk its layers and emit the graph of docs/graph.md (NHWC; flatten order h, w, c);
+   each layer emits its own ops (``to_engine``, :mod:`trainer.engine`):
    binary weights ``sign(W_latent)`` packed with :func:`bitnet.packing.pack_signs`
    (set bit = -1, channel c in word c // 64, bit c % 64, pad bits 0) in the canonical
    layouts ``(C_out, kh, kw, ceil(C_in/64))`` / ``(C_out, ceil(C_in/64))``; batch norm
@@ -16,7 +17,7 @@ Steps:
    engine's own ``clip_features``, and compare with PyTorch eval mode. **Refuse to write**
    a file whose predicted classes differ on any clip or whose logits differ by more than
    ``tol``; report the max abs logit difference.
-4. Print the per-layer table and warn loudly about float layers that should be binary.
+4. Print the engine's per-layer table (:mod:`bitnet.summary`) and warn loudly about float layers that should be binary.
 5. Write the file with :func:`bitnet.modelfile.save_model`: frontend settings, graph,
    labels, provenance (dataset, split, accuracies, training command, export command,
    date, versions).
@@ -38,238 +39,35 @@ import torch.nn as nn
 
 from . import data as D
 from . import models as M
-from .layers import BinaryConv2d, BinaryConvBN, BinaryLinear, BiRealBlock, QConv2d, Quantizer, Sign
+from .engine import Emitter, ExportError
 
 __all__ = ["ExportError", "to_graph", "export_model", "export_run", "layer_table"]
 
 
-class ExportError(RuntimeError):
-    """The model cannot be exported, or the engine disagrees with PyTorch."""
-
-
-def _pack(w_signs_last: np.ndarray) -> np.ndarray:
-    """Pack +-1 values along the last axis (bit set iff value < 0)."""
-    from bitnet.packing import pack_signs
-
-    return pack_signs(np.ascontiguousarray(w_signs_last, dtype=np.float32), axis=-1)
-
-
-def _binary_weight(conv) -> np.ndarray:
-    w = conv.weight.detach().cpu().numpy().astype(np.float32)
-    return np.where(w >= 0, np.float32(1), np.float32(-1))  # sign(0) = +1
-
-
-class _Emitter:
-    def __init__(self):
-        self.layers, self.tensors = [], {}
-        self.kind = {"input": "real"}
-        self.channels = {"input": 1}
-        self.names = set()
-
-    def name(self, base):
-        i = 0
-        while f"{base}{i}" in self.names:
-            i += 1
-        n = f"{base}{i}"
-        self.names.add(n)
-        return n
-
-    def add(self, op, inputs, attrs=None, tensors=None, kind="real", channels=None, base=None):
-        name = self.name(base or op)
-        refs = {}
-        for role, arr in (tensors or {}).items():
-            tname = f"{name}.{role}"
-            self.tensors[tname] = arr
-            refs[role] = tname
-        layer = {"name": name, "op": op, "inputs": list(inputs), "output": name,
-                 "attrs": dict(attrs or {})}
-        if refs:
-            layer["tensors"] = refs
-        self.layers.append(layer)
-        self.kind[name] = kind
-        self.channels[name] = channels if channels is not None else self.channels[inputs[0]]
-        return name
-
-
-def _emit_binary(em: _Emitter, m: BinaryConvBN, v: str) -> str:
-    conv = m.conv
-    out_tensors = m.engine_tensors()
-    kind = "bits" if m.output == "threshold" else "real"
-    if isinstance(conv, BinaryLinear):
-        if em.kind[v] != "bits":
-            raise ExportError(f"bdense needs bits in, got {em.kind[v]} (add a sign before it)")
-        w = _pack(_binary_weight(conv))
-        attrs = {"in_features": conv.in_features, "out_features": conv.out_features,
-                 "output": m.output}
-        return em.add("bdense", [v], attrs, {"weight": w, **out_tensors}, kind,
-                      conv.out_features)
-    wb = _binary_weight(conv).transpose(0, 2, 3, 1)  # (C_out, kh, kw, C_in)
-    attrs = {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
-             "kernel": list(conv.kernel), "stride": list(conv.stride),
-             "padding": conv.padding, "output": m.output}
-    if isinstance(conv, QConv2d):
-        if em.kind[v] != "levels":
-            raise ExportError(f"qconv needs quantized levels in, got {em.kind[v]}")
-        attrs["bits"] = conv.bits
-        op = "qconv"
-    else:
-        if em.kind[v] != "bits":
-            raise ExportError(f"bconv needs bits in, got {em.kind[v]} (add a sign before it)")
-        op = "bconv"
-    return em.add(op, [v], attrs, {"weight": _pack(wb), **out_tensors}, kind,
-                  conv.out_channels)
-
-
-def _emit_sign(em: _Emitter, m: Sign, v: str) -> str:
-    if em.kind[v] != "real":
-        raise ExportError(f"sign needs real values in, got {em.kind[v]}")
-    t = {}
-    if m.shift is not None:
-        t["shift"] = m.shift.detach().cpu().numpy().astype(np.float32)
-    return em.add("sign", [v], {"channels": m.channels}, t, "bits", m.channels)
-
-
-def _pool_attrs(m):
-    k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
-    s = m.stride if isinstance(m.stride, tuple) else (m.stride, m.stride)
-    pad = m.padding if isinstance(m.padding, tuple) else (m.padding, m.padding)
-    if any(pad) or getattr(m, "ceil_mode", False):
-        raise ExportError("pools must be 'valid' (no padding, no ceil mode)")
-    return {"kernel": list(k), "stride": list(s)}
-
-
 def to_graph(model: M.Net):
-    """Translate a binarized :class:`trainer.models.Net` into ``(layers, tensors, output)``."""
+    """Translate a binarized :class:`trainer.models.Net` into ``(layers, tensors, output)``.
+
+    Each layer emits its own engine op(s) (``to_engine``, :mod:`trainer.engine`); a layer
+    without one has no engine op and cannot be exported.
+    """
     if model.float_twin:
         raise ExportError("this is a float twin: only binarized models export to the engine")
-    em = _Emitter()
+    em = Emitter()
     v = "input"
     for m in model.layers:
-        if isinstance(m, Quantizer):
-            v = em.add("quantize", [v], {"bits": m.bits, "offset": m.offset, "scale": m.scale},
-                       kind="levels", base="quant")
-        elif isinstance(m, BinaryConvBN):
-            v = _emit_binary(em, m, v)
-        elif isinstance(m, Sign):
-            v = _emit_sign(em, m, v)
-        elif isinstance(m, BiRealBlock):
-            s = _emit_sign(em, m.sign, v)
-            c = _emit_binary(em, m.conv, s)
-            v = em.add("add", [v, c], kind="real", base="add")
-        elif isinstance(m, M.MaxPool):
-            v = em.add("maxpool", [v], _pool_attrs(m), kind=em.kind[v])
-        elif isinstance(m, M.AvgPool):
-            if em.kind[v] != "real":
-                raise ExportError("avgpool needs real values")
-            v = em.add("avgpool", [v], _pool_attrs(m), kind="real")
-        elif isinstance(m, M.GlobalAvgPool):
-            v = em.add("global_avgpool", [v], {"channels": em.channels[v]}, kind="real")
-        elif isinstance(m, M.Flatten):
-            v = em.add("flatten", [v], kind="real", channels=-1)
-        elif isinstance(m, M.Duplicate):
-            v = em.add("concat", [v, v], kind="real", channels=2 * em.channels[v])
-        elif isinstance(m, M.Dense):
-            w = m.weight.detach().cpu().numpy().astype(np.float32)
-            b = (m.bias.detach().cpu().numpy().astype(np.float32) if m.bias is not None
-                 else np.zeros(m.out_features, np.float32))
-            v = em.add("dense", [v], {"in_features": m.in_features,
-                                      "out_features": m.out_features},
-                       {"weight": w, "bias": b}, kind="real", channels=m.out_features,
-                       base="fc")
-        else:
+        emit = getattr(m, "to_engine", None)
+        if emit is None:
             raise ExportError(f"layer {type(m).__name__} has no engine op; cannot export")
+        v = emit(em, v)
     return em.layers, em.tensors, v
 
 
-# ---------------------------------------------------------------------------------------
-# Per-layer table
-
-
-def _shapes(graph_layers, input_shape):
-    """Output shape (H, W, C) or (C,) of every value, from the layer attrs."""
-    shp = {"input": (input_shape[0], input_shape[1], 1)}
-    for L in graph_layers:
-        a, x = L["attrs"], shp[L["inputs"][0]]
-        op = L["op"]
-        if op in ("quantize", "sign", "add"):
-            s = x
-        elif op in ("qconv", "bconv"):
-            kh, kw = a["kernel"]
-            sh, sw = a["stride"]
-            if a["padding"] == "same":
-                s = (-(-x[0] // sh), -(-x[1] // sw), a["out_channels"])
-            else:
-                s = ((x[0] - kh) // sh + 1, (x[1] - kw) // sw + 1, a["out_channels"])
-        elif op in ("maxpool", "avgpool"):
-            kh, kw = a["kernel"]
-            sh, sw = a.get("stride", a["kernel"])
-            s = ((x[0] - kh) // sh + 1, (x[1] - kw) // sw + 1, x[2])
-        elif op == "global_avgpool":
-            s = (x[-1],)
-        elif op == "flatten":
-            s = (int(np.prod(x)),)
-        elif op == "concat":
-            s = x[:-1] + (sum(shp[i][-1] for i in L["inputs"]),)
-        elif op in ("bdense",):
-            s = (a["out_features"],)
-        elif op == "dense":
-            s = (a["out_features"],)
-        else:
-            s = x
-        shp[L["output"]] = s
-    return shp
-
-
 def layer_table(graph_layers, tensors, input_shape):
-    """Rows of (name, op, out shape, params, kind, MACs, bytes in file, float32 bytes)."""
-    shp = _shapes(graph_layers, input_shape)
-    rows = []
-    for L in graph_layers:
-        op, a, out = L["op"], L["attrs"], shp[L["output"]]
-        nbytes = sum(tensors[t].nbytes for t in L.get("tensors", {}).values())
-        params = macs = 0
-        kind = "-"
-        extra = 0
-        if op in ("qconv", "bconv"):
-            kh, kw = a["kernel"]
-            params = a["out_channels"] * kh * kw * a["in_channels"]
-            macs = out[0] * out[1] * params
-            extra = a["out_channels"] * (2 if a["output"] in ("threshold", "affine") else 0)
-            kind = f"binary ({a['bits']}-bit in)" if op == "qconv" else "binary"
-        elif op == "bdense":
-            params = a["out_features"] * a["in_features"]
-            macs = params
-            extra = 2 * a["out_features"]
-            kind = "binary"
-        elif op == "dense":
-            params = a["out_features"] * a["in_features"] + a["out_features"]
-            macs = a["out_features"] * a["in_features"]
-            kind = "float"
-        elif op == "sign" and "tensors" in L:
-            params = a["channels"]
-            kind = "float (shift)"
-        rows.append({"name": L["name"], "op": op, "output": "x".join(map(str, out)),
-                     "params": params, "kind": kind, "macs": macs, "bytes": nbytes,
-                     "float32_bytes": 4 * (params + extra)})
-    return rows
+    """The engine's per-layer rows (:func:`bitnet.summary.summarize`: the ops' own
+    shapes, parameters, MACs, binary MACs and bytes) for an input ``(n_mels, frames)``."""
+    from bitnet.summary import summarize
 
-
-def format_table(rows) -> str:
-    head = f"{'layer':10s} {'op':15s} {'output':>12s} {'params':>9s} {'kind':>18s} " \
-           f"{'MACs':>12s} {'bytes':>9s} {'f32 bytes':>10s}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['name']:10s} {r['op']:15s} {r['output']:>12s} {r['params']:9d} "
-                     f"{r['kind']:>18s} {r['macs']:12,d} {r['bytes']:9d} {r['float32_bytes']:10d}")
-    bin_macs = sum(r["macs"] for r in rows if r["kind"].startswith("binary"))
-    f_macs = sum(r["macs"] for r in rows if r["kind"].startswith("float"))
-    lines.append("-" * len(head))
-    lines.append(f"total: {sum(r['params'] for r in rows):,d} parameters "
-                 f"({sum(r['params'] for r in rows if r['kind'].startswith('binary')):,d} binary), "
-                 f"{bin_macs:,d} binary MACs, {f_macs:,d} float MACs, "
-                 f"{sum(r['bytes'] for r in rows):,d} bytes of tensors "
-                 f"(float32 model: {sum(r['float32_bytes'] for r in rows):,d} bytes)")
-    return "\n".join(lines)
+    return summarize(graph_layers, tensors, [int(input_shape[0]), int(input_shape[1]), 1])
 
 
 def _float_warnings(model: nn.Module, rows) -> list:
@@ -353,14 +151,10 @@ def export_model(model: M.Net, info: dict, out, x_check: np.ndarray, y_check=Non
     if not same or not diff <= tol:
         raise ExportError(f"engine disagrees with PyTorch (max abs logit diff {diff:.3g}, "
                           f"{n_bad} different predictions; tol {tol}); refusing to write {out}")
-    try:  # the engine's own table (bitnet.summary), so the file and `bitnet summary` agree
-        from bitnet.summary import format_table as _fmt, summarize
+    from bitnet.summary import format_table  # the engine's own table: the file and `bitnet summary` agree
 
-        rows = summarize(layers, tensors, [int(shape[0]), int(shape[1]), 1])
-        log(_fmt(rows))
-    except ImportError:  # pragma: no cover - older engine
-        rows = layer_table(layers, tensors, shape)
-        log(format_table(rows))
+    rows = layer_table(layers, tensors, shape)
+    log(format_table(rows))
     for msg in _float_warnings(model, rows):
         warnings.warn("!!! " + msg, stacklevel=2)
         log("WARNING !!! " + msg)
@@ -396,9 +190,6 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
     model, info = load_run(run_dir, which)
     fcfg = D.frontend_config(**info["frontend"])
     feat = D.Featurizer(fcfg)
-    if not feat.exportable:
-        raise ExportError("bitnet.features is missing: exported models must use the engine's "
-                          "own frontend")
     if not str(info.get("features", "")).startswith("bitnet.features"):
         raise ExportError(f"{run_dir} was trained on {info.get('features')} features, not "
                           "bitnet.features; retrain before exporting")

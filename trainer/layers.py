@@ -1,4 +1,4 @@
-"""Binarized layers for training, following DESIGN §2 (the numeric contract) to the letter.
+"""Binarized layers for training, following docs/design.md §2 (the numeric contract) to the letter.
 
 Conventions (written once, here):
 
@@ -22,6 +22,10 @@ statistics; in eval mode it computes exactly what the engine computes from the f
 parameters (``threshold``: the integer comparison ``thresh_sign * dot >= thresh`` derived
 in float64; ``affine``: ``float32(dot) * scale + bias`` in float32). PyTorch eval mode
 and the engine therefore agree by construction, and the exporter checks that they do.
+
+Export: each module that maps onto engine ops carries ``to_engine(em, v)``
+(:mod:`trainer.engine`), which emits its op(s) reading value ``v`` and returns the
+name of its output value.
 """
 
 from __future__ import annotations
@@ -117,6 +121,14 @@ class Sign(nn.Module):
             x = x + self.shift.view(shape)
         return SignSTE(x, self.grad)
 
+    def to_engine(self, em, v):
+        """``sign`` (with the learned ``shift``, if any)."""
+        from .engine import to_numpy
+
+        em.need(v, "real", "sign needs real values in")
+        t = {} if self.shift is None else {"shift": to_numpy(self.shift)}
+        return em.add("sign", [v], {"channels": self.channels}, t, "bits", self.channels)
+
 
 class _RoundSTE(torch.autograd.Function):
     @staticmethod
@@ -157,6 +169,11 @@ class Quantizer(nn.Module):
         y = (x - off) * sc + torch.tensor(0.5, dtype=torch.float32)
         q = _RoundSTE.apply(y)
         return torch.clamp(q, 0.0, float(self.levels - 1))
+
+    def to_engine(self, em, v):
+        """``quantize`` to k-bit levels."""
+        return em.add("quantize", [v], {"bits": self.bits, "offset": self.offset, "scale": self.scale},
+                      kind="levels", base="quant")
 
 
 def _same_pad(size: int, k: int, s: int) -> tuple[int, int]:
@@ -355,6 +372,31 @@ class BinaryConvBN(nn.Module):
         bias = torch.from_numpy(t["bias"]).view(shape)
         return dot * scale + bias
 
+    def to_engine(self, em, v):
+        """``bdense``, ``qconv`` or ``bconv`` with the folded batch norm as its output tensors."""
+        from .engine import binary_weight, pack
+
+        conv = self.conv
+        out_tensors = self.engine_tensors()
+        kind = "bits" if self.output == "threshold" else "real"
+        if isinstance(conv, BinaryLinear):
+            em.need(v, "bits", "bdense needs bits in", " (add a sign before it)")
+            attrs = {"in_features": conv.in_features, "out_features": conv.out_features, "output": self.output}
+            return em.add("bdense", [v], attrs, {"weight": pack(binary_weight(conv)), **out_tensors}, kind,
+                          conv.out_features)
+        wb = binary_weight(conv).transpose(0, 2, 3, 1)  # (C_out, kh, kw, C_in)
+        attrs = {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
+                 "kernel": list(conv.kernel), "stride": list(conv.stride),
+                 "padding": conv.padding, "output": self.output}
+        if isinstance(conv, QConv2d):
+            em.need(v, "levels", "qconv needs quantized levels in")
+            attrs["bits"] = conv.bits
+            op = "qconv"
+        else:
+            em.need(v, "bits", "bconv needs bits in", " (add a sign before it)")
+            op = "bconv"
+        return em.add(op, [v], attrs, {"weight": pack(wb), **out_tensors}, kind, conv.out_channels)
+
 
 class BiRealBlock(nn.Module):
     """Bi-Real block with a real-valued shortcut: ``x + BN(bconv(sign(x + shift)))``.
@@ -370,6 +412,11 @@ class BiRealBlock(nn.Module):
 
     def forward(self, x):
         return x + self.conv(self.sign(x))
+
+    def to_engine(self, em, v):
+        """``sign`` -> ``bconv`` (affine) -> ``add`` (the real shortcut)."""
+        c = self.conv.to_engine(em, self.sign.to_engine(em, v))
+        return em.add("add", [v, c], kind="real", base="add")
 
 
 def clip_latent_weights(model: nn.Module, limit: float = 1.0) -> None:

@@ -18,10 +18,10 @@ name       input       layers
 ========== =========== =================================================================
 lc-bnn     40 x 51     qconv 16 (threshold) -> bconv 16 (affine) -> avgpool 5x5 -> sign ->
                        bconv 32 (affine) -> avgpool (4,10) -> flatten -> sign ->
-                       bdense 100 (threshold) -> dense 10 (bits in)          (DESIGN §4)
+                       bdense 100 (threshold) -> dense 10 (bits in)          (docs/design.md §4)
 kws-bnn-m  40 x 101    qconv 64 -> bconv 64 -> maxpool 2 -> bconv 128 -> bconv 128 ->
                        maxpool 2 -> bconv 256 -> bconv 256 (affine) -> global avgpool ->
-                       dense 10 (all threshold unless said)                   (DESIGN §4)
+                       dense 10 (all threshold unless said)                   (docs/design.md §4)
 digits     40 x 101    qconv 64 (affine) -> maxpool 2 -> 1 Bi-Real block 64 -> maxpool 2
                        -> 2 Bi-Real blocks 64 -> maxpool 2 -> concat x2 -> 2 Bi-Real
                        blocks 128 -> global avgpool -> dense    (the bundled FSDD model)
@@ -54,15 +54,28 @@ __all__ = ["build", "SPECS", "ModelSpec", "Net", "names"]
 
 
 # ---------------------------------------------------------------------------------------
-# Small layer wrappers that map one-to-one onto engine ops (the exporter dispatches on them)
+# Small layer wrappers that map one-to-one onto engine ops; each emits its own op
+# (``to_engine``, trainer/engine.py)
 
 
 class MaxPool(nn.MaxPool2d):
     """``maxpool`` (valid). On +-1 values it equals the engine's AND of bits."""
 
+    def to_engine(self, em, v):
+        from .engine import pool_attrs
+
+        return em.add("maxpool", [v], pool_attrs(self), kind=em.kind[v])
+
 
 class AvgPool(nn.AvgPool2d):
     """``avgpool`` (valid) of real values."""
+
+    def to_engine(self, em, v):
+        from .engine import ExportError, pool_attrs
+
+        if em.kind[v] != "real":
+            raise ExportError("avgpool needs real values")
+        return em.add("avgpool", [v], pool_attrs(self), kind="real")
 
 
 class GlobalAvgPool(nn.Module):
@@ -71,6 +84,9 @@ class GlobalAvgPool(nn.Module):
     def forward(self, x):
         return x.mean(dim=(2, 3))
 
+    def to_engine(self, em, v):
+        return em.add("global_avgpool", [v], {"channels": em.channels[v]}, kind="real")
+
 
 class Flatten(nn.Module):
     """``flatten`` in the engine's NHWC order (h, then w, then c)."""
@@ -78,9 +94,22 @@ class Flatten(nn.Module):
     def forward(self, x):
         return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
 
+    def to_engine(self, em, v):
+        return em.add("flatten", [v], kind="real", channels=-1)
+
 
 class Dense(nn.Linear):
     """``dense``: a float32 layer; +-1 inputs are read as values (engine: bits in)."""
+
+    def to_engine(self, em, v):
+        import numpy as np
+
+        from .engine import to_numpy
+
+        b = to_numpy(self.bias) if self.bias is not None else np.zeros(self.out_features, np.float32)
+        return em.add("dense", [v], {"in_features": self.in_features, "out_features": self.out_features},
+                      {"weight": to_numpy(self.weight), "bias": b}, kind="real", channels=self.out_features,
+                      base="fc")
 
 
 class Duplicate(nn.Module):
@@ -88,6 +117,9 @@ class Duplicate(nn.Module):
 
     def forward(self, x):
         return torch.cat([x, x], dim=1)
+
+    def to_engine(self, em, v):
+        return em.add("concat", [v, v], kind="real", channels=2 * em.channels[v])
 
 
 class InputScale(nn.Module):
@@ -271,9 +303,9 @@ _FSDD_FRONTEND = dict(sample_rate=8000, n_fft=256, hop_length=80, n_mels=40, top
 SPECS = {
     "lc-bnn": ModelSpec("lc-bnn", _lc_bnn, (40, 51),
                         dict(_FSDD_FRONTEND, hop_length=160, frames=51),
-                        "LC-BNN, DESIGN §4 (14.9K parameters)"),
+                        "LC-BNN, docs/design.md §4 (14.9K parameters)"),
     "kws-bnn-m": ModelSpec("kws-bnn-m", _kws_bnn_m, (40, 101), dict(_FSDD_FRONTEND),
-                           "KWS-BNN-M, DESIGN §4"),
+                           "KWS-BNN-M, docs/design.md §4"),
     "digits": ModelSpec("digits", _residual, (40, 101), dict(_FSDD_FRONTEND),
                         "bundled spoken-digit model: Bi-Real 64/64/128"),
     "resnet-esc": ModelSpec(

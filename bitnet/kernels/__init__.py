@@ -5,16 +5,15 @@
 * :mod:`.qconv` – first layer, k-bit levels × binary weights.
 * :mod:`.pool` – max / average / global average pooling on bits and reals.
 * :mod:`.sign` – the ``sign`` and ``quantize`` ops.
-* :mod:`.head` – float32 dense head, softmax, argmax.
+* :mod:`.head` – float32 dense head on packed bits.
 * :mod:`.geometry` – output sizes and padding.
-* :mod:`.roofline` – the xor+popcount+add roofline microbenchmark.
 * :mod:`.fused` – fused layer chains (bconv→avgpool→sign, quantize→qconv).
 * :mod:`._common` – popcount and the explicit-vector block intrinsics the kernels share.
 
 Pure Python, no numba (what a model needs to run on the ahead-of-time kernels):
 
-* :mod:`._registry` – every compiled kernel by name, ahead-of-time or JIT
-  (:mod:`bitnet._aot` builds the former from its list).
+* :mod:`._registry` – old name of :mod:`bitnet.compile.registry` (kernels by name).
+  The compile machinery is :mod:`bitnet.compile`; the op definitions :mod:`bitnet.ops`.
 * :mod:`.bconv_layer`, :mod:`.qconv_layer`, :mod:`.fused_layer` – layer preparation
   (weight re-tiling, parameter vectors) for the kernels of the modules above.
 * :mod:`.layout` – block widths, group sizes, threshold bounds.

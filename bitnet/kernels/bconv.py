@@ -13,7 +13,7 @@ Kernel layout (prepared once, in :class:`BConv`):
 
 * **Windows.** For ``C_in >= 64`` a window is its ``kh·kw·ceil(C_in/64)`` words in
   (ky, kx, word) order. For ``C_in < 64`` the window's ``kh·kw·C_in`` bits are packed
-  densely, tap-major (*patch packing*, DESIGN §2's "re-tile at load time"): a 3×3
+  densely, tap-major (*patch packing*, docs/design.md §2's "re-tile at load time"): a 3×3
   window of 16 channels is 3 words instead of 9. The kernel gathers the windows of a
   whole output row into a ``(Kp, W_out)`` buffer (word-major); ``Kp`` is the window's word count
   rounded up to a multiple of the group size ``G`` (3 for windows of up to 6 words,
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import block_affine, block_sum, block_thresh, weight_planes
 # the layer preparation (pure Python, no numba) lives in bconv_layer; re-exported here
 from .bconv_layer import (_CO, _DENSE, _GW, _HO, _KH, _KW, _MODE, _N, _NCH, _NHDR, _T0, _T1,  # noqa: F401

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..packing import n_words, pack_signs, unpack_signs
-from . import _registry
+from ..compile import registry as _registry
 from .geometry import conv_geometry
 from . import isa
 from .layout import JOB_BCONV, JOB_QCONV, aligned, block_width, group_words, nibble_planes, threshold_bounds
@@ -175,7 +175,7 @@ class _PreparedConv:
         return rows
 
     def _call(self, x, h, w, nb):
-        from .._jit import ensure_threads
+        from ..parallel import ensure_threads
 
         ho, wo = self.out_hw(h, w)
         n = ensure_threads()
@@ -190,7 +190,7 @@ class BConv(_PreparedConv):
     Parameters
     ----------
     weight : uint64 ``(C_out, kh, kw, ceil(C_in/64))``
-        Packed weights (set bit = −1), canonical layout of DESIGN §2.
+        Packed weights (set bit = −1), canonical layout of docs/design.md §2.
     in_channels : int
         ``C_in`` (the true channel count; pad bits of ``weight`` must be zero).
     stride : (int, int)

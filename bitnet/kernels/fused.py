@@ -3,7 +3,7 @@
 The executor (:mod:`bitnet.graph`) replaces a chain of layers by one of these kernels
 when nothing else reads the intermediate values; the results are identical to the
 unfused chain because every fused kernel performs the same operations, in the same
-order, on the same types (DESIGN §2; bit-for-bit, floats included).
+order, on the same types (docs/design.md §2; bit-for-bit, floats included).
 
 * :func:`bconv_pool_sign` — ``bconv`` (affine output) → ``avgpool`` → [``flatten``] →
   ``sign``: packed bits in, packed bits out, without materialising the convolution's
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from .bconv import _CO, _GW, _DENSE, _KH, _KW, _N, _NHDR, _PL, _PT, _SH, _SW, _HO
 from .bconv import _gather_row, _put_bits, _row_affine, _row_dot, _tap_ranges
 from ._common import ROWS3X3, block_affine, block_sum, fblock_thresh, weight_planes

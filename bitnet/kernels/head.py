@@ -1,14 +1,17 @@
-"""The real-valued head: a small float32 dense layer (reading bits as ±1), softmax, argmax."""
+"""The real-valued head on packed bits: a float32 dense layer reading bits as ±1.
+
+The op (validation, reals in) is :mod:`bitnet.ops.dense`; probabilities are
+:func:`bitnet.results.softmax`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from ..errors import ParameterError
 from ..packing import n_words
 
-__all__ = ["dense", "dense_bits", "softmax", "argmax"]
+__all__ = ["dense_bits"]
 
 
 @jit()
@@ -28,14 +31,6 @@ def _dense_bits_kernel(x, channels, weight, bias, out):
             out[b, o] = acc + bias[o]
 
 
-def dense(x, weight, bias):
-    """Float32 ``x @ weight.T + bias``: ``x (N, C_in)``, ``weight (C_out, C_in)``, ``bias (C_out,)``."""
-    x = np.asarray(x)
-    if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != weight.shape[1]:
-        raise ParameterError(f"dense: input must be float32 (N, {weight.shape[1]}), got {x.dtype} {x.shape}")
-    return x @ weight.T + bias
-
-
 def dense_bits(x, channels, weight, bias, out=None):
     """Float32 dense on packed bits ``(N, ceil(C/64))`` read as ±1 values."""
     x = np.asarray(x)
@@ -45,16 +40,3 @@ def dense_bits(x, channels, weight, bias, out=None):
         out = np.empty((x.shape[0], weight.shape[0]), np.float32)
     _dense_bits_kernel(np.ascontiguousarray(x), channels, weight, bias, out)
     return out
-
-
-def softmax(logits, axis=-1):
-    """Probabilities from float logits (numerically stable, float32)."""
-    z = np.asarray(logits, np.float32)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def argmax(logits, axis=-1):
-    """Index of the largest logit (the first one on ties)."""
-    return np.argmax(np.asarray(logits), axis=axis)

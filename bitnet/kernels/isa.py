@@ -177,7 +177,7 @@ _active = {}
 def active() -> str:
     """The path of the kernels in use (ahead-of-time module or JIT), asked of the
     compiled ``isa_code`` kernel itself. Layer preparation reads this."""
-    from . import _registry
+    from ..compile import registry as _registry
 
     key = _registry.aot_enabled()
     path = _active.get(key)
@@ -200,7 +200,7 @@ def qlanes(path: str | None = None) -> tuple:
 def describe() -> dict:
     """What the kernels in use were compiled for: path, block shapes, popcount method,
     CPU, and whether they come from the ahead-of-time module."""
-    from . import _registry
+    from ..compile import registry as _registry
 
     path = active()
     info = dict(PATHS[path])

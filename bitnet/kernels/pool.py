@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import vop16
 from ..errors import ParameterError
 from .geometry import pool_geometry

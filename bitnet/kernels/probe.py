@@ -7,7 +7,7 @@ layer preparation always re-tiles weights for the block widths those kernels hav
 
 from __future__ import annotations
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import isa_code_const
 
 

@@ -1,6 +1,6 @@
 """First layer: k-bit unsigned input levels × binary weights, exact integer arithmetic.
 
-DESIGN §2 defines the first-layer dot through bitplanes,
+docs/design.md §2 defines the first-layer dot through bitplanes,
 ``dot = Σ_b 2^b · (popcount(x_b) − 2·popcount(x_b AND w_neg))`` (the NumPy reference,
 :func:`bitnet.kernels.reference.qconv_reference`, computes exactly that). Since
 ``Σ_b 2^b·x_b = q``, it equals ``Σ q·w`` with ``w = ±1``, which is what this kernel
@@ -8,7 +8,7 @@ computes: the levels are small integers and every partial sum stays below ``2**2
 (checked at preparation), so float32 products of ``q`` with ``±1.0`` and their sums are
 exact integers whatever the order or fusion (the block intrinsics use ``llvm.fma`` in
 three chains), and the result is the same integer. This is the "re-tile at load time"
-freedom of DESIGN §2: the weights are stored as ±1.0 in blocks of ``L`` output
+freedom of docs/design.md §2: the weights are stored as ±1.0 in blocks of ``L`` output
 channels (``(nblk, Kp, L)``, as in bconv) so one tap is broadcast against 16 output
 channels per zmm register. ``same`` padding pads with level 0, which adds nothing.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import ROWS3X3, fblock_affine, fblock_sum, fblock_thresh
 from .bconv import _put_bits, _tap_ranges
 # the layer preparation (pure Python, no numba) lives in qconv_layer; re-exported here

@@ -39,8 +39,6 @@ __all__ = [
     "add_reference",
     "concat_reference",
     "flatten_reference",
-    "softmax",
-    "argmax",
 ]
 
 
@@ -135,7 +133,7 @@ def bdense_reference(x, weight, in_features, output="int", thresh=None, thresh_s
 
 def qconv_dot_reference(levels, weight, in_channels, bits, kernel=(3, 3), stride=(1, 1),
                         padding="same"):
-    """Integer dots of the first layer, literally by bitplanes (DESIGN §2).
+    """Integer dots of the first layer, literally by bitplanes (docs/design.md §2).
 
     ``dot = Σ_b 2^b · (popcount(x_b) − 2·popcount(x_b AND w_neg))`` summed over each
     window, where ``x_b`` is bitplane ``b`` of the levels (padded with level 0) and
@@ -269,19 +267,6 @@ def concat_reference(a, b):
 
 def flatten_reference(x):
     return np.ascontiguousarray(x).reshape(x.shape[0], -1)
-
-
-def softmax(logits, axis=-1):
-    """Numerically stable softmax of float logits (float32 in, float32 out)."""
-    z = np.asarray(logits, np.float32)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def argmax(logits, axis=-1):
-    """Index of the largest logit (first one on ties)."""
-    return np.argmax(np.asarray(logits), axis=axis)
 
 
 _ = n_words  # re-exported for users of the references

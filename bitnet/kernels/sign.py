@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import sign_word, sign_word_shift
 from ..errors import ParameterError
 from ..packing import n_words

@@ -8,7 +8,7 @@ visible to the thread whose acquire load sees that store.
 
 from __future__ import annotations
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import cpu_relax, load_acquire, store_release
 
 

@@ -1,6 +1,6 @@
 """The binary roofline: how many xor+popcount+add a core does per second, measured.
 
-DESIGN §5 quotes 1.19 T binary MACs/s for one core of the project's reference machine
+docs/design.md §5 quotes 1.19 T binary MACs/s for one core of the project's reference machine
 (1 binary MAC = one bit of xor+popcount). This microbenchmark measures the same thing on
 the machine at hand, so a kernel's speed can be given as a fraction of it in the same
 run: a loop of ``s += popcount(a[i] XOR key)`` over an L1-resident array, which LLVM
@@ -17,8 +17,8 @@ import time
 import numpy as np
 from numba import prange
 
-from .._jit import jit
-from ._common import popcount
+from ..compile.options import jit
+from ..kernels._common import popcount
 
 __all__ = ["roofline_kernel", "roofline_kernel_2", "roofline_parallel", "measure_roofline"]
 

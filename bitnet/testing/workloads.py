@@ -1,4 +1,4 @@
-"""The reference workloads of DESIGN §4 as graphs with random parameters.
+"""The reference workloads of docs/design.md §4 as graphs with random parameters.
 
 Each builder returns ``(layers, tensors, input_shape)``, ready for
 ``bitnet.graph.Graph(layers, tensors, input_shape)``; the layer lists follow
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .packing import pack_signs
+from ..packing import pack_signs
 
 __all__ = ["lc_bnn", "kws_bnn_m", "single_layer", "l64", "l128", "l256", "LAYER_SHAPES", "WORKLOADS"]
 

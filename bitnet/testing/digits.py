@@ -1,21 +1,17 @@
-"""Write the placeholder default model: a digits-shaped graph with RANDOM weights.
+"""A digits-shaped model with RANDOM weights, for tests and benchmarks.
 
-Until the trainer exports a trained spoken-digit model, ``bitnet/models/default.bnn`` is
-made by this script so that ``bitnet infer`` runs end to end. Its provenance says
-``"untrained placeholder: random weights"`` and the command line warns whenever such a
-model is loaded. Its answers are meaningless.
-
-Run ``python -m bitnet._placeholder [PATH]`` to rewrite it (deterministic: fixed seed).
+:func:`digits_graph` returns the header and tensors of a small model shaped like the
+bundled spoken-digit model (same frontend, same kind of layers) whose provenance says
+``"untrained placeholder: random weights"``; write it with
+:func:`bitnet.modelfile.save_model` where a test needs a file. Its answers are
+meaningless. (This module writes no file itself: the bundled ``default.bnn`` is the
+trained model and nothing here may overwrite it.)
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-from .modelfile import save_model
 
 UNTRAINED = "untrained placeholder: random weights"
 
@@ -29,7 +25,7 @@ FRONTEND = {
 def pack_signs(w: np.ndarray) -> np.ndarray:
     """Pack the signs of ``w`` (..., C) into uint64 words (..., ceil(C/64)): set bit = −1.
 
-    Plain NumPy, DESIGN §2 conventions: ``sign(0) = +1``, channel ``c`` in word
+    Plain NumPy, docs/design.md §2 conventions: ``sign(0) = +1``, channel ``c`` in word
     ``c // 64``, bit ``c % 64``, bits past the last channel zero.
     """
     w = np.asarray(w)
@@ -107,22 +103,9 @@ def digits_graph(seed: int = 0, frontend: dict | None = None, labels=None, chann
             "dataset": "none (" + UNTRAINED + ")",
             "split": None,
             "accuracy": None,
-            "command": "python -m bitnet._placeholder",
+            "command": "bitnet.testing.digits.digits_graph",
             "created": "placeholder",
             "seed": seed,
         },
     }
     return header, tensors
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    path = Path(argv[0]) if argv else Path(__file__).parent / "models" / "default.bnn"
-    header, tensors = digits_graph()
-    save_model(path, header, tensors)
-    print(f"wrote {path} ({UNTRAINED})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
