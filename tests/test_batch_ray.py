@@ -98,7 +98,10 @@ def test_killed_worker_loses_and_duplicates_nothing(local_ray, fsdd_dir, tmp_pat
             r = by_id[f"{rep}/{c.name}"]
             assert r["error"] is None and r["path"] == str(c)
             assert r["label"] == want[str(c)]
-            assert r["top_k"][0]["label"] == r["label"] and r["windows"] == 1
+            # top_k is what the model says; a clip the speech gate rejects is labelled
+            # bitnet.NO_SPEECH instead (the same in the in-process prediction, ``want``)
+            assert r["windows"] == 1
+            assert r["top_k"][0]["label"] == r["label"] or r["label"] == bitnet.NO_SPEECH
     assert not out.with_name(out.name + ".parts").exists()
 
     # a rerun on the cluster finds everything written and adds nothing
