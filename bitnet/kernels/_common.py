@@ -2,13 +2,18 @@
 
 The hot loops of the convolutions are written as explicit LLVM vector code (numba
 ``@intrinsic``): one call handles one pixel × one block of ``L`` output channels
-(``L`` = 16, 32 or 64, chosen per layer from C_out) × one group of ``G = 9`` input words
-(or first-layer taps). Written this way the operands stay in zmm registers, there is
-no loop for LLVM to guard with runtime alias checks, and the 64 threshold decisions of
-a block become one output word through ``vpcmpq`` → mask registers (``kunpck``).
+(``L`` from the instruction-set path's block widths, :mod:`.isa`, chosen per layer from
+C_out) × one group of ``G`` = 3 or 9 input words (or first-layer taps). Written this
+way the operands stay in vector registers, there is no loop for LLVM to guard with
+runtime alias checks, and the L threshold decisions of a block become one output word
+through a vector compare (``vpcmpq`` → mask registers on AVX-512). The code emitted
+depends on the path the target CPU gets (:func:`.isa.codegen_path`): the popcount in
+:func:`_popsum` (64-bit counts with ``vpopcntq``; byte counters from ``vpshufb``
+nibble tables on AVX2 or ``cnt`` on NEON, widened once per group), fused multiply-add
+or not in :func:`_fmasum`, and the block widths the shape switch covers.
 
 Caching caveat: numba's on-disk cache of a kernel is keyed on the kernel's own source
-file only. The intrinsics here are compiled *into* the kernels of bconv.py / qconv.py,
+file and the target CPU only. The intrinsics here are compiled *into* the kernels of bconv.py / qconv.py,
 so after editing this file clear ``bitnet/kernels/__pycache__`` (or touch those files),
 or the old code keeps running from the cache.
 
