@@ -887,10 +887,8 @@ class Graph:
 
             lay.ref = lambda x: dense_reference(x, wt, bias, c_in)
         else:
-            wT = np.ascontiguousarray(wt.T)
-
             def step(x):
-                return x @ wT + bias
+                return _dense_rows(x, wt, bias)
 
             lay.ref = lambda x: dense_reference(x, wt, bias)
         lay.step = step
@@ -923,6 +921,25 @@ class Graph:
         lay.info.out_info = ValueInfo("real", a.shape[:-1] + (c,), c)
         lay.step = concat_reference
         lay.ref = concat_reference
+
+
+def _dense_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Float32 ``x @ weight.T + bias`` whose every row is computed alone, the same way
+    whatever the batch: ``x (N, C_in)``, ``weight (C_out, C_in)``, ``bias (C_out,)``.
+
+    A BLAS product is not batch-independent: OpenBLAS picks another kernel (gemv for one
+    row, gemm for more) and, per CPU core type, another summation order, so a window's
+    logits changed in the last bit with the number of windows it was classified with
+    (stream vs whole file; seen with OpenBLAS's Haswell/Zen, Sandybridge, Nehalem and
+    Katmai kernels). ``np.einsum`` without ``optimize`` never calls BLAS: each output is
+    its sum-of-products loop over the contiguous ``C_in`` axis, an order fixed by
+    ``C_in`` alone (tests/test_blas_cores.py checks it under several OpenBLAS core
+    types). ~1 us slower than BLAS on the bundled model's 128 -> 10 head, faster from a
+    few rows on.
+    """
+    out = np.einsum("nc,oc->no", x, weight)
+    out += bias
+    return out
 
 
 def _conv_step(kern, wt, ip, fp, output, out_info):
