@@ -17,8 +17,8 @@
 #      BITNET_AOT=0 when it fails), the kernel agreement tests (the small tier of
 #      tests/test_kernels.py, tests/test_fusion.py, tests/test_packing.py), and
 #      `bitnet infer --json --logits examples/`;
-#   5. the same infer command on this machine (with $BITNET_HOST_PYTHON, default python3,
-#      which must import bitnet), then scripts/arm64_compare.py: same labels and logits
+#   5. the same infer command on this machine (with $BITNET_HOST_PYTHON, default the
+#      checkout's .venv/bin/python or else python3, which must import bitnet), then scripts/arm64_compare.py: same labels and logits
 #      within float32 rounding, or a non-zero exit.
 #
 # Set-up takes ~8 minutes once; numba's cache and the compiled module stay in the root,
@@ -29,7 +29,9 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${BITNET_ARM64_ROOT:-$HOME/.cache/bitnet-arm64-root}
-HOST_PYTHON=${BITNET_HOST_PYTHON:-python3}
+# the x86 side: the checkout's .venv when there is one (the README's install), else python3
+if [ -z "${BITNET_HOST_PYTHON:-}" ] && [ -x "$REPO/.venv/bin/python" ]; then HOST_PYTHON=$REPO/.venv/bin/python; fi
+HOST_PYTHON=${HOST_PYTHON:-${BITNET_HOST_PYTHON:-python3}}
 RELEASE=bookworm
 INCLUDE=python3,python3-venv,python3-pip,python3-dev,gcc,libsndfile1,ca-certificates
 STAMP=$ROOT/.bitnet-stamps
