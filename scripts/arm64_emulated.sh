@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run bitnet on ARM64 under emulation and compare it with this x86 machine.
 #
-#   sudo scripts/arm64_emulated.sh [--jit] [--cold] [--no-tests] [--setup-only]
+#   sudo scripts/arm64_emulated.sh [--jit] [--cpu=NAME] [--cold] [--no-tests] [--setup-only]
 #
 # What it does (as root: it uses debootstrap, binfmt_misc, mount and chroot):
 #   1. installs qemu-user-static and debootstrap from Debian's packages if missing, and
@@ -15,16 +15,23 @@
 #      changed;
 #   4. inside the root: `bitnet compile` (the ahead-of-time module; skipped with --jit, and
 #      BITNET_AOT=0 when it fails), the kernel agreement tests (the small tier of
-#      tests/test_kernels.py, tests/test_fusion.py, tests/test_packing.py), and
+#      tests/test_kernels.py, tests/test_fusion.py, tests/test_packing.py, and
+#      tests/test_blas_cores.py: stream == whole file on ARM64's BLAS), and
 #      `bitnet infer --json --logits examples/`;
 #   5. the same infer command on this machine (with $BITNET_HOST_PYTHON, default the
-#      checkout's .venv/bin/python or else python3, which must import bitnet), then scripts/arm64_compare.py: same labels and logits
-#      within float32 rounding, or a non-zero exit.
+#      checkout's .venv/bin/python, else python3; it must import bitnet), then
+#      scripts/arm64_compare.py: same labels and logits within float32 rounding, or a
+#      non-zero exit.
 #
-# Set-up takes ~8 minutes once; numba's cache and the compiled module stay in the root,
-# so a rerun on unchanged kernels takes about a minute, and on changed kernels the compile
-# time again (~4 minutes of JIT under emulation). --cold empties those caches first, to
+# Set-up takes ~15 minutes once (2 busy cores); numba's cache and the compiled module stay
+# in the root, so a rerun skips compiles whose sources did not change; the kernel tests
+# under emulation take ~13 minutes with compiles (--no-tests skips them). --cold empties those caches first, to
 # time a first run. Emulated timings say nothing about the speed of real ARM64 hardware.
+#
+# LLVM sees the host's /proc/cpuinfo inside the root and compiles for a "generic" ARM64
+# CPU (ARMv8-A: NEON included); --cpu=cortex-a76 (or any LLVM AArch64 CPU name) sets
+# NUMBA_CPU_NAME there, with that CPU's features (qemu emulates them all). --jit skips
+# the ahead-of-time module (BITNET_AOT=0).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,16 +41,20 @@ if [ -z "${BITNET_HOST_PYTHON:-}" ] && [ -x "$REPO/.venv/bin/python" ]; then HOS
 HOST_PYTHON=${HOST_PYTHON:-${BITNET_HOST_PYTHON:-python3}}
 RELEASE=bookworm
 INCLUDE=python3,python3-venv,python3-pip,python3-dev,gcc,libsndfile1,ca-certificates
+# installed with apt-get inside the root (a change here does not redo debootstrap):
+# numba's ahead-of-time compiler checks for a C++ compiler too
+PACKAGES="g++"
 STAMP=$ROOT/.bitnet-stamps
 
-aot=1 cold=0 tests=1 setup_only=0
+aot=1 cold=0 tests=1 setup_only=0 cpu=
 for a in "$@"; do
     case $a in
+        --cpu=*) cpu=${a#--cpu=} ;;
         --jit) aot=0 ;;
         --cold) cold=1 ;;
         --no-tests) tests=0 ;;
         --setup-only) setup_only=1 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "arm64_emulated.sh: unknown option $a (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -103,8 +114,16 @@ done
 in_root() {
     chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         NUMBA_CACHE_DIR=/root/.cache/numba BITNET_CACHE_DIR=/root/.cache/bitnet \
-        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off BITNET_AOT=$aot "$@"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off BITNET_AOT=$aot \
+        ${cpu:+NUMBA_CPU_NAME=$cpu NUMBA_CPU_FEATURES=} "$@"
 }
+
+if [ "$(cat "$STAMP/packages" 2>/dev/null)" != "$PACKAGES" ]; then
+    say "apt-get install $PACKAGES in the root (once)"
+    in_root sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null" \
+        || die "apt-get install $PACKAGES in the arm64 root failed"
+    echo "$PACKAGES" > "$STAMP/packages"
+fi
 
 # the engine's dependencies, read from pyproject.toml, plus pytest
 deps=$("$HOST_PYTHON" - "$REPO/pyproject.toml" <<'PY'
@@ -162,7 +181,7 @@ tests_result=skipped
 if [ $tests = 1 ]; then
     t=$(now)
     say "kernel agreement tests in the root"
-    if in_root sh -c "cd /src && python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_fusion.py tests/test_packing.py" \
+    if in_root sh -c "cd /src && python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_fusion.py tests/test_packing.py tests/test_blas_cores.py" \
             > "$OUT/pytest.log" 2>&1; then
         tests_result="$(tail -n 1 "$OUT/pytest.log") ($(since "$t") s)"
     else
