@@ -169,7 +169,7 @@ aot_result=off
 if [ $aot = 1 ]; then
     t=$(now)
     if in_root sh -c "cd /src && bitnet compile" > "$OUT/compile.log" 2>&1; then
-        aot_result="built ($(since "$t") s)"
+        aot_result="ok, bitnet compile built or found the module ($(since "$t") s)"
     else
         aot_result="FAILED ($(since "$t") s; see $OUT/compile.log), using BITNET_AOT=0"
         aot=0
