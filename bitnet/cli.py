@@ -2,7 +2,7 @@
 
 ::
 
-    bitnet infer [--model M] [--top-k K] [--json] [--window S] [--hop S] [--threads N] [--debug] PATHS...
+    bitnet infer [--model M] [--top-k K] [--json [--logits]] [--window S] [--hop S] [--threads N] [--debug] PATHS...
     bitnet summary [--json] [MODEL]
     bitnet bench [--seconds S] [--json] [MODEL]
     bitnet batch INPUT... -o OUT [--ray [ADDRESS]] ...   (bitnet/_batch_cli.py)
@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--model", "-m", metavar="M", help="model file (default: the bundled spoken-digit model)")
     inf.add_argument("--top-k", "-k", type=_positive_int, default=3, metavar="K", help="classes to show (default 3)")
     inf.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    inf.add_argument("--logits", action="store_true",
+                     help="with --json: add each window's logits (float32 values, exact), to compare runs")
     inf.add_argument("--window", type=_positive_float, metavar="S", help="timeline mode: label segments of S seconds")
     inf.add_argument("--hop", type=_positive_float, metavar="S", help="hop between windows/segments, seconds (default half a window)")
     inf.add_argument("--threads", type=_positive_int, metavar="N", help="threads per run (default 1)")
@@ -186,6 +188,9 @@ def _format_row(path: str, pred, k: int, width: int) -> str:
 
 
 def cmd_infer(args) -> int:
+    if args.logits and (not args.json or args.window is not None):
+        _err("error: --logits needs --json (and no --window)")
+        return 2
     if args.threads:
         from .parallel import set_num_threads
 
@@ -230,7 +235,10 @@ def cmd_infer(args) -> int:
             else:
                 pred = model.predict(path, hop=args.hop, gate=args.gate)
                 if args.json:
-                    out(json.dumps(pred.to_dict(args.top_k)))
+                    d = pred.to_dict(args.top_k)
+                    if args.logits:  # the same windows again: predict keeps no logits
+                        d["logits"] = model.logits(model.windows(model.read_audio(path), args.hop)[0]).tolist()
+                    out(json.dumps(d))
                 else:
                     out(_format_row(name, pred, args.top_k, width))
         except KeyboardInterrupt:

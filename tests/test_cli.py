@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import bitnet
 from bitnet.testing.digits import digits_graph
 from bitnet.cli import main
 from bitnet.modelfile import save_model
@@ -77,6 +78,26 @@ def test_json_lines(capsys, clips, model_path):
     for r in rows:
         assert len(r["top_k"]) == 4 and r["top_k"][0][0] == r["label"]
         assert r["probability"] == r["top_k"][0][1]
+
+
+def test_json_logits(capsys, clips, model_path):
+    code, out, _ = run(capsys, "infer", "-m", model_path, "--json", "--logits", clips / "a.wav", clips / "sub" / "c.flac")
+    assert code == 0
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    model = bitnet.load(model_path)
+    for r in rows:
+        logits = np.asarray(r["logits"], np.float64)
+        assert logits.shape == (r["windows"], 10)
+        # the printed values are float32 exactly (they survive the round trip)
+        np.testing.assert_array_equal(logits.astype(np.float32).astype(np.float64), logits)
+        # the same logits as the engine's, and they give the printed probability
+        feats, _ = model.windows(model.read_audio(r["source"]))
+        np.testing.assert_array_equal(logits.astype(np.float32), model.logits(feats))
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p = (p / p.sum(axis=1, keepdims=True)).mean(axis=0)
+        assert abs(p.max() - r["probability"]) < 1e-5 and int(p.argmax()) == r["index"]
+    code, out, err = run(capsys, "infer", "-m", model_path, "--logits", clips / "a.wav")
+    assert code == 2 and out == "" and "--logits needs --json" in err
 
 
 def test_directory_recursion_sorted(capsys, clips, model_path):
