@@ -39,12 +39,11 @@ def isa_info() -> dict:
         info["features"] = sorted(f[1:] for f in feats.split(",") if f.startswith("+"))
     except Exception as e:  # noqa: BLE001 - a report, never a failure
         info["cpu_name"] = f"unknown ({type(e).__name__}: {e})"
-    # TODO(isa-report): when bitnet reports the ISA path it chose (the issue asks for
-    # `bitnet compile --json` / `bitnet summary` to show it; e.g. a
-    # bitnet.kernels.isa.describe()), store it here as info["path"], and fill the
-    # ``path`` column of tests/test_isa.py's TARGETS: the parent then asserts that
-    # every target took its own path. Until then "path" stays None.
-    info["path"] = None
+    # the path the kernels in use report they were compiled for (bitnet.kernels.isa);
+    # the parent asserts that every target took its own path
+    from bitnet.kernels import isa
+
+    info["path"] = isa.describe()["path"]
     return info
 
 

@@ -45,7 +45,7 @@ class Target(NamedTuple):
     flags: frozenset            # /proc/cpuinfo flags the host needs to run its code
     env: dict                   # the environment that forces it
     tests: bool = True          # run ISA_TESTS too (the host's run them in the main suite already)
-    path: str | None = None     # the ISA path bitnet must report (TODO(isa-report) in _isa_child.py)
+    path: str | None = None     # the ISA path bitnet must report (bitnet.kernels.isa); None: any
 
 
 def _forced(cpu: str) -> dict:
@@ -55,8 +55,9 @@ def _forced(cpu: str) -> dict:
 #: the targets, the host first (the reference the others are compared with)
 TARGETS = [
     Target("host", None, frozenset(), {}, tests=False),
-    Target("avx2", X86, frozenset({"avx2", "fma", "bmi1", "bmi2", "movbe", "f16c", "popcnt"}), _forced("haswell")),
-    Target("x86-64", X86, frozenset(), _forced("x86-64")),
+    Target("avx2", X86, frozenset({"avx2", "fma", "bmi1", "bmi2", "movbe", "f16c", "popcnt"}), _forced("haswell"),
+           path="avx2"),
+    Target("x86-64", X86, frozenset(), _forced("x86-64"), path="generic"),
 ]
 BY_NAME = {t.name: t for t in TARGETS}
 
@@ -125,7 +126,7 @@ def test_isa_target_agrees(name, isa_workdir):
     assert labels == {clip: clip.split("_")[0] for clip in labels}, f"{name}: wrong labels {labels}"
     if t.env.get("NUMBA_CPU_NAME") and not res["isa"]["cpu_name"].startswith("unknown"):
         assert res["isa"]["cpu_name"] == t.env["NUMBA_CPU_NAME"], f"{name}: numba compiled for {res['isa']}"
-    if t.path is not None:  # TODO(isa-report): rows get a path once bitnet reports one
+    if t.path is not None:
         assert res["isa"]["path"] == t.path, f"{name} took the ISA path {res['isa']['path']}, not {t.path}"
     if name != TARGETS[0].name and not _unavailable(TARGETS[0]):
         host = _run(TARGETS[0], isa_workdir)
