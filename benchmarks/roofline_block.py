@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bitnet._jit import jit
+from bitnet.compile.options import jit
 from bitnet.kernels import isa
 from bitnet.kernels._common import block_sum, weight_planes
 

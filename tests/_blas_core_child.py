@@ -63,7 +63,7 @@ def _tone(seconds: float, sr: int, seed: int) -> np.ndarray:
 
 def main() -> int:
     import bitnet
-    from bitnet._placeholder import digits_graph
+    from bitnet.testing.digits import digits_graph
     from bitnet.features import WindowStream, sliding_windows
     from bitnet.frontend import LogMelStream, log_mel
     from bitnet.modelfile import save_model

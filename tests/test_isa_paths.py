@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bitnet import _threads
-from bitnet._jit import get_num_threads, set_num_threads
+from bitnet.parallel import get_num_threads, set_num_threads
 from bitnet.kernels import isa
 from bitnet.kernels.layout import aligned, block_width, nibble_planes
 
