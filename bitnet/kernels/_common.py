@@ -631,3 +631,22 @@ def voidptr_at(typingctx, addr):
         return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
 
     return types.voidptr(addr), codegen
+
+
+@intrinsic
+def os_yield(typingctx, x):
+    """``sched_yield()`` where the target has it (Linux and other POSIX; nothing
+    elsewhere): a spinning thread gives its core to any other runnable thread, such as
+    the thread it waits for when the OS has put both on one core (a busy machine).
+    ``x`` gives the signature."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        triple = isa.codegen_target(context)[0]
+        if "linux" in triple or "darwin" in triple or "bsd" in triple:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I32, []), "sched_yield")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.none(x), codegen
