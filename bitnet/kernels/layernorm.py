@@ -1,0 +1,49 @@
+"""Layer norm over the last axis (channels): the ``layernorm`` op's kernel and reference.
+
+Convention (docs/graph.md "layernorm"): for each row ``x`` of ``C`` float32 values,
+in float64,
+
+    mean = Σ x / C,   var = Σ (x − mean)² / C   (biased, as PyTorch),
+    y = (x − mean) / sqrt(var + eps) · weight + bias,
+
+rounded once to float32. Float64 inside means any two implementations (this kernel,
+the NumPy reference, PyTorch's eval-mode model in ``trainer/transformer.py``) differ only
+where a float64 sum in another order rounds to another float32, which is rare: a
+``sign`` that follows then sees the same value on both sides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compile.options import jit
+
+__all__ = ["layernorm_reference"]
+
+
+def layernorm_reference(x, weight, bias, eps):
+    """NumPy layer norm of float32 ``(..., C)`` over the last axis (module docstring)."""
+    xd = np.asarray(x, np.float32).astype(np.float64)
+    mu = xd.mean(axis=-1, keepdims=True)
+    var = ((xd - mu) ** 2).mean(axis=-1, keepdims=True)
+    y = (xd - mu) / np.sqrt(var + float(eps)) * np.asarray(weight, np.float64) + np.asarray(bias, np.float64)
+    return y.astype(np.float32)
+
+
+@jit()
+def _layernorm_kernel(x, weight, bias, eps, out):
+    """``out[r] = layernorm(x[r])`` for every row of float32 ``(rows, C)``."""
+    rows, c = x.shape
+    for r in range(rows):
+        s = 0.0
+        for j in range(c):
+            s += np.float64(x[r, j])
+        mu = s / c
+        v = 0.0
+        for j in range(c):
+            d = np.float64(x[r, j]) - mu
+            v += d * d
+        den = np.sqrt(v / c + eps)
+        for j in range(c):
+            y = (np.float64(x[r, j]) - mu) / den * np.float64(weight[j]) + np.float64(bias[j])
+            out[r, j] = np.float32(y)
