@@ -77,6 +77,31 @@ def test_graph_run_equals_reference_any_threads(batch):
         np.testing.assert_array_equal(v1[k], vr[k])
 
 
+@pytest.mark.parametrize("scale_sign", [1, -1, 0])
+def test_fused_softmax_equals_the_two_kernels(scale_sign):
+    """bmatmul → softmax runs as one kernel (exponentials from a table) with the same
+    bits as bmatmul then softmax, for positive, negative and zero scales."""
+    layers, tensors, shape = _graph()
+    tensors = dict(tensors)
+    tensors["b0.scores.scale"] = np.abs(tensors["b0.scores.scale"]) * np.float32(scale_sign)
+    g = Graph(layers, tensors, shape)
+    assert ("b0.scores", "b0.softmax") in g.fused
+    for batch in (1, 3):
+        x = random_input(shape, batch=batch, seed=10 + batch)
+        y_unfused, vals = g.run(x, return_values=True)
+        np.testing.assert_array_equal(g.run(x), y_unfused)
+        probs = np.empty_like(vals["b0.softmax"])
+        n = batch
+        from bitnet.kernels.bmatmul import _bmatmul_softmax_kernel, _exp_table_kernel
+
+        table = np.empty((3, 33, 33))
+        _exp_table_kernel(32, tensors["b0.scores.scale"], table)
+        masks, lo, hi = head_masks(96, 3)
+        _bmatmul_softmax_kernel(vals["b0.q"].reshape(n, 27, -1), vals["b0.k"].reshape(n, 27, -1), masks, lo, hi,
+                                32, tensors["b0.scores.scale"], table, probs)
+        np.testing.assert_array_equal(probs, vals["b0.softmax"])
+
+
 @pytest.mark.parametrize("mutate, match", [
     (lambda L, T: L[8]["attrs"].update(heads=5), "channels=96 is not a multiple of heads=5"),
     (lambda L, T: L[8]["attrs"].update(channels=63), "must be 63-channel tokens"),

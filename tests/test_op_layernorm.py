@@ -83,6 +83,25 @@ def test_graph_run_equals_reference_any_threads(batch):
     np.testing.assert_array_equal(y1, y2)
 
 
+@pytest.mark.parametrize("batch", [1, 4])
+def test_fused_sign_equals_the_two_kernels(batch):
+    """layernorm → sign runs as one kernel writing bits, with the same bits."""
+    layers, tensors, shape = _graph()
+    g = Graph(layers, tensors, shape)
+    assert ("b0.ln1", "b0.ln1.sign") in g.fused and ("b0.ln2", "b0.ln2.sign") in g.fused
+    x = random_input(shape, batch=batch, seed=20 + batch)
+    y_unfused, vals = g.run(x, return_values=True)
+    np.testing.assert_array_equal(g.run(x), y_unfused)
+    from bitnet.kernels.layernorm import _layernorm_sign_kernel
+    from bitnet.ops.sign import NO_SHIFT
+
+    bits = np.empty_like(vals["b0.ln1.sign"])
+    _layernorm_sign_kernel(vals["tokens"].reshape(-1, 70), tensors["b0.ln1.weight"], tensors["b0.ln1.bias"],
+                           1e-5, NO_SHIFT, False, bits.reshape(-1, 2))
+    np.testing.assert_array_equal(bits, vals["b0.ln1.sign"])
+    assert not (bits[..., -1] >> np.uint64(6)).any()          # pad bits past channel 70 stay 0
+
+
 @pytest.mark.parametrize("mutate, match", [
     (lambda L, T: L[3]["attrs"].update(channels=7), "channels=7 but the input has 70"),
     (lambda L, T: L[3]["attrs"].update(eps=0.0), "'eps' must be a positive"),

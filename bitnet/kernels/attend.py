@@ -48,21 +48,24 @@ def _attend_real_kernel(p, v, d, out):
     nb, heads, t, s_n = p.shape
     channels = heads * d
     vf = np.empty((s_n, channels), np.float64)     # the ±1 values (x·±1 is exact)
-    acc = np.empty(d, np.float64)
+    acc = np.empty((t, d), np.float64)
     for n in range(nb):
         for j in range(s_n):
             for ch in range(channels):
                 neg = (v[n, j, ch >> 6] >> np.uint64(ch & 63)) & np.uint64(1)
                 vf[j, ch] = -1.0 if neg else 1.0
         for h in range(heads):
-            for i in range(t):
-                acc[:] = 0.0
-                for j in range(s_n):
+            acc[:, :] = 0.0
+            for j in range(s_n):                   # every (t, c) sums over s in order
+                vr = vf[j, h * d:(h + 1) * d]
+                for i in range(t):
                     pj = np.float64(p[n, h, i, j])
+                    ai = acc[i]
                     for c in range(d):
-                        acc[c] += pj * vf[j, h * d + c]
+                        ai[c] += pj * vr[c]
+            for i in range(t):
                 for c in range(d):
-                    out[n, i, h * d + c] = np.float32(acc[c])
+                    out[n, i, h * d + c] = np.float32(acc[i, c])
 
 
 @jit()

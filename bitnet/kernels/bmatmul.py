@@ -50,18 +50,85 @@ def bmatmul_reference(a, b, channels, heads, scale):
 
 
 @jit()
+def _bmatmul_pc(a, n, b_t, masks, lo, hi, h, i, acc):
+    """``acc[j] = popcount((a[n, i] XOR b[j]) AND mask_h)`` for every key ``j``, the
+    keys transposed (``b_t (Cw, S)``) so that the loop over keys vectorises."""
+    s_n = b_t.shape[1]
+    for j in range(s_n):
+        acc[j] = 0
+    for w in range(lo[h], hi[h]):
+        m = masks[h, w]
+        aw = a[n, i, w] & m
+        for j in range(s_n):
+            acc[j] += popcount((aw ^ b_t[w, j]) & m)
+
+
+@jit()
+def _transpose_keys(b, n, b_t):
+    for w in range(b_t.shape[0]):
+        for j in range(b_t.shape[1]):
+            b_t[w, j] = b[n, j, w]
+
+
+@jit()
 def _bmatmul_kernel(a, b, masks, lo, hi, d, scale, out):
     """Scores of ``a (N, T, Cw)`` against ``b (N, S, Cw)`` into ``out (N, H, T, S)``."""
-    nb, t, _ = a.shape
+    nb, t, cw = a.shape
     s_n = b.shape[1]
     heads = masks.shape[0]
+    b_t = np.empty((cw, s_n), np.uint64)
+    acc = np.empty(s_n, np.int64)
     for n in range(nb):
+        _transpose_keys(b, n, b_t)
         for h in range(heads):
             sc = scale[h]
-            w0, w1 = lo[h], hi[h]
             for i in range(t):
+                _bmatmul_pc(a, n, b_t, masks, lo, hi, h, i, acc)
                 for j in range(s_n):
-                    pc = 0
-                    for w in range(w0, w1):
-                        pc += popcount((a[n, i, w] ^ b[n, j, w]) & masks[h, w])
-                    out[n, h, i, j] = np.float32(d - 2 * pc) * sc
+                    out[n, h, i, j] = np.float32(d - 2 * acc[j]) * sc
+
+
+@jit()
+def _exp_table_kernel(d, scale, table):
+    """``table[h, x, y] = exp(float64(s(x)) − float64(s(y)))`` with ``s(pc) =
+    float32(d − 2·pc) · scale[h]``: every exponential a softmax of head ``h``'s scores
+    can need (a score takes one of ``d + 1`` values), computed with the same ``exp`` as
+    :func:`bitnet.kernels.softmax._softmax_kernel`."""
+    for h in range(table.shape[0]):
+        for x in range(d + 1):
+            sx = np.float64(np.float32(d - 2 * x) * scale[h])
+            for y in range(d + 1):
+                sy = np.float64(np.float32(d - 2 * y) * scale[h])
+                table[h, x, y] = np.exp(sx - sy)
+
+
+@jit()
+def _bmatmul_softmax_kernel(a, b, masks, lo, hi, d, scale, table, out):
+    """``softmax(bmatmul(a, b))`` in one pass, bit for bit the two kernels in a row:
+    the row maximum is the score of the smallest popcount (largest where ``scale < 0``),
+    ``exp(s_j − max)`` comes from ``table`` (:func:`_exp_table_kernel`), and the sum and
+    division run in the softmax kernel's order."""
+    nb, t, cw = a.shape
+    s_n = b.shape[1]
+    heads = masks.shape[0]
+    b_t = np.empty((cw, s_n), np.uint64)
+    acc = np.empty(s_n, np.int64)
+    e = np.empty(s_n, np.float64)
+    for n in range(nb):
+        _transpose_keys(b, n, b_t)
+        for h in range(heads):
+            neg = scale[h] < 0
+            for i in range(t):
+                _bmatmul_pc(a, n, b_t, masks, lo, hi, h, i, acc)
+                m = acc[0]
+                for j in range(1, s_n):
+                    if neg:
+                        m = max(m, acc[j])
+                    else:
+                        m = min(m, acc[j])
+                tot = 0.0
+                for j in range(s_n):
+                    e[j] = table[h, acc[j], m]
+                    tot += e[j]
+                for j in range(s_n):
+                    out[n, h, i, j] = np.float32(e[j] / tot)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compile.options import jit
+from .sign import sign_words
 
 __all__ = ["layernorm_reference"]
 
@@ -31,19 +32,39 @@ def layernorm_reference(x, weight, bias, eps):
 
 
 @jit()
+def _ln_row(x, r, weight, bias, eps, out, orow):
+    """``out[orow] = layernorm(x[r])`` (module docstring)."""
+    c = x.shape[1]
+    s = 0.0
+    for j in range(c):
+        s += np.float64(x[r, j])
+    mu = s / c
+    v = 0.0
+    for j in range(c):
+        d = np.float64(x[r, j]) - mu
+        v += d * d
+    den = np.sqrt(v / c + eps)
+    for j in range(c):
+        y = (np.float64(x[r, j]) - mu) / den * np.float64(weight[j]) + np.float64(bias[j])
+        out[orow, j] = np.float32(y)
+
+
+@jit()
 def _layernorm_kernel(x, weight, bias, eps, out):
     """``out[r] = layernorm(x[r])`` for every row of float32 ``(rows, C)``."""
+    for r in range(x.shape[0]):
+        _ln_row(x, r, weight, bias, eps, out, r)
+
+
+@jit()
+def _layernorm_sign_kernel(x, weight, bias, eps, shift, has_shift, out):
+    """``sign(layernorm(x) + shift)`` into packed bits ``out (rows, Cw)``: bit for bit
+    the two kernels in a row (each float32 row is made, then packed by ``sign_words``)."""
     rows, c = x.shape
+    cw = out.shape[1]
+    y = np.empty((1, c), np.float32)
+    yf = y.reshape(-1)
+    of = out.reshape(-1)
     for r in range(rows):
-        s = 0.0
-        for j in range(c):
-            s += np.float64(x[r, j])
-        mu = s / c
-        v = 0.0
-        for j in range(c):
-            d = np.float64(x[r, j]) - mu
-            v += d * d
-        den = np.sqrt(v / c + eps)
-        for j in range(c):
-            y = (np.float64(x[r, j]) - mu) / den * np.float64(weight[j]) + np.float64(bias[j])
-            out[r, j] = np.float32(y)
+        _ln_row(x, r, weight, bias, eps, y, 0)
+        sign_words(yf, 0, c, shift, has_shift, of, r * cw)

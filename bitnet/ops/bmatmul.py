@@ -32,6 +32,37 @@ def channels_heads(c):
     return ch, heads
 
 
+def match_bmatmul_softmax(prepared, i, private):
+    """bmatmul → softmax (the scores read by the softmax only): ``(step, 2)`` or None.
+    Bit for bit the two kernels in a row (:func:`bitnet.kernels.bmatmul._bmatmul_softmax_kernel`)."""
+    from ..compile import registry
+    from ..kernels.bmatmul import head_masks
+
+    bm = prepared[i]
+    if bm.info.op != "bmatmul" or i + 1 >= len(prepared) or bm.fuse is None:
+        return None
+    sm = prepared[i + 1]
+    if sm.info.op != "softmax" or not private(bm, sm):
+        return None
+    ch, heads, scale, t, s = bm.fuse
+    d = ch // heads
+    masks, lo, hi = head_masks(ch, heads)
+    table = np.empty((heads, d + 1, d + 1), np.float64)
+    registry.get("exp_table")(d, scale, table)
+    kern = registry.get("bmatmul_softmax")
+
+    def step(a, b):
+        n = a.shape[0]
+        out = np.empty((n, heads, t, s), np.float32)
+        kern(a.reshape(n, t, -1), b.reshape(n, s, -1), masks, lo, hi, d, scale, table, out)
+        return out
+
+    return step, 2
+
+
+_BM_ARGS = "u8[:, :, ::1], u8[:, :, ::1], u8[:, ::1], i8[::1], i8[::1], i8, f4[::1]"
+
+
 @register
 class BMatmul(Op):
     """Binary attention scores (docs/graph.md "bmatmul")."""
@@ -39,9 +70,13 @@ class BMatmul(Op):
     name = "bmatmul"
     n_inputs = 2
     binary = True
-    kernels = {"bmatmul": ("bitnet.kernels.bmatmul", "_bmatmul_kernel",
-                           "void(u8[:, :, ::1], u8[:, :, ::1], u8[:, ::1], i8[::1], i8[::1], i8, f4[::1], "
-                           "f4[:, :, :, ::1])")}
+    kernels = {
+        "bmatmul": ("bitnet.kernels.bmatmul", "_bmatmul_kernel", f"void({_BM_ARGS}, f4[:, :, :, ::1])"),
+        "bmatmul_softmax": ("bitnet.kernels.bmatmul", "_bmatmul_softmax_kernel",
+                            f"void({_BM_ARGS}, f8[:, :, ::1], f4[:, :, :, ::1])"),
+        "exp_table": ("bitnet.kernels.bmatmul", "_exp_table_kernel", "void(i8, f4[::1], f8[:, :, ::1])"),
+    }
+    fusions = (match_bmatmul_softmax,)
 
     def check(self, c):
         c.allowed(("channels", "heads"))
@@ -74,4 +109,4 @@ class BMatmul(Op):
             kern(a.reshape(n, t, -1), b.reshape(n, s, -1), masks, lo, hi, d, scale, out)
             return out
 
-        return Bound(step)
+        return Bound(step, fuse=p)

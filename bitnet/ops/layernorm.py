@@ -14,13 +14,46 @@ from . import register
 from ._base import Bound, Counts, Op
 
 
+def match_layernorm_sign(prepared, i, private):
+    """layernorm → sign (the normalised values read by the sign only): ``(step, 2)``
+    writing the bits directly, or None."""
+    from ..compile import registry
+    from .sign import NO_SHIFT
+
+    ln = prepared[i]
+    if ln.info.op != "layernorm" or i + 1 >= len(prepared) or ln.fuse is None:
+        return None
+    sg = prepared[i + 1]
+    if sg.info.op != "sign" or not private(ln, sg):
+        return None
+    w, b, eps, ch = ln.fuse
+    shift = sg.fuse
+    has = shift is not None
+    sh = shift if has else NO_SHIFT
+    oshape = sg.info.out_info.shape
+    cw = oshape[-1]
+    kern = registry.get("layernorm_sign")
+
+    def step(x):
+        out = np.empty((x.shape[0],) + oshape, np.uint64)
+        kern(x.reshape(-1, ch), w, b, eps, sh, has, out.reshape(-1, cw))
+        return out
+
+    return step, 2
+
+
 @register
 class LayerNorm(Op):
     """Layer norm with per-channel weight and bias (docs/graph.md "layernorm")."""
 
     name = "layernorm"
-    kernels = {"layernorm": ("bitnet.kernels.layernorm", "_layernorm_kernel",
-                             "void(f4[:, ::1], f4[::1], f4[::1], f8, f4[:, ::1])")}
+    kernels = {
+        "layernorm": ("bitnet.kernels.layernorm", "_layernorm_kernel",
+                      "void(f4[:, ::1], f4[::1], f4[::1], f8, f4[:, ::1])"),
+        "layernorm_sign": ("bitnet.kernels.layernorm", "_layernorm_sign_kernel",
+                           "void(f4[:, ::1], f4[::1], f4[::1], f8, f4[::1], b1, u8[:, ::1])"),
+    }
+    fusions = (match_layernorm_sign,)
 
     def check(self, c):
         c.allowed(("channels", "eps"))
@@ -54,4 +87,4 @@ class LayerNorm(Op):
             kern(x.reshape(-1, ch), w, b, eps, out.reshape(-1, ch))
             return out
 
-        return Bound(step)
+        return Bound(step, fuse=p)
