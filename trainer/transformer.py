@@ -48,7 +48,7 @@ def _f64_layer_norm(x, weight, bias, eps):
     xd = x.double()
     mu = xd.mean(-1, keepdim=True)
     var = ((xd - mu) ** 2).mean(-1, keepdim=True)
-    y = (xd - mu) / torch.sqrt(var + eps) * weight.double() + bias.double()
+    y = (xd - mu) * (1.0 / torch.sqrt(var + eps)) * weight.double() + bias.double()
     return y.float()
 
 

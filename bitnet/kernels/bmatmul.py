@@ -18,6 +18,7 @@ import numpy as np
 from ..compile.options import jit
 from ..packing import n_words, unpack_signs
 from ._common import popcount
+from .softmax import sum4
 
 __all__ = ["bmatmul_reference", "head_masks"]
 
@@ -107,7 +108,7 @@ def _bmatmul_softmax_kernel(a, b, masks, lo, hi, d, scale, table, out):
     """``softmax(bmatmul(a, b))`` in one pass, bit for bit the two kernels in a row:
     the row maximum is the score of the smallest popcount (largest where ``scale < 0``),
     ``exp(s_j − max)`` comes from ``table`` (:func:`_exp_table_kernel`), and the sum and
-    division run in the softmax kernel's order."""
+    the scaling by ``1 / sum`` run as in the softmax kernel."""
     nb, t, cw = a.shape
     s_n = b.shape[1]
     heads = masks.shape[0]
@@ -126,9 +127,8 @@ def _bmatmul_softmax_kernel(a, b, masks, lo, hi, d, scale, table, out):
                         m = max(m, acc[j])
                     else:
                         m = min(m, acc[j])
-                tot = 0.0
                 for j in range(s_n):
                     e[j] = table[h, acc[j], m]
-                    tot += e[j]
+                inv = 1.0 / sum4(e, s_n)
                 for j in range(s_n):
-                    out[n, h, i, j] = np.float32(e[j] / tot)
+                    out[n, h, i, j] = np.float32(e[j] * inv)
