@@ -42,9 +42,9 @@ import numpy as np
 
 #: DESIGN §4 shapes: name -> (height = mel bands, width = frames, channels) of the input.
 LAYER_SHAPES = {"L64": (40, 101, 64), "L128": (20, 50, 128), "L256": (10, 25, 256)}
-MODEL_INPUTS = {"LC-BNN": (40, 51), "KWS-BNN-M": (40, 101)}
+MODEL_INPUTS = {"LC-BNN": (40, 51), "KWS-BNN-M": (40, 101), "AST": (40, 101)}
 #: the names ``trainer.models.build`` knows the workloads by
-TRAINER_NAMES = {"LC-BNN": "lc-bnn", "KWS-BNN-M": "kws-bnn-m", "default": "digits"}
+TRAINER_NAMES = {"LC-BNN": "lc-bnn", "KWS-BNN-M": "kws-bnn-m", "default": "digits", "AST": "ast"}
 
 SEED = 1234
 

@@ -58,7 +58,7 @@ COLORS = {"bitnet": "#1b9e77", "torch-float": "#d95f02", "torch-bnn": "#e7298a",
 #: kernel path names (bitnet.kernels.isa); a roofline row whose name contains one
 #: belongs to that path
 ISA_TOKENS = ("avx512", "avx2", "neon", "generic")
-WORKLOAD_ORDER = ["L64", "L128", "L256", "LC-BNN", "KWS-BNN-M", "default", "default-clip"]
+WORKLOAD_ORDER = ["L64", "L128", "L256", "LC-BNN", "KWS-BNN-M", "default", "default-clip", "AST"]
 NOISY_IQR = 0.25  # rows whose IQR exceeds this fraction of the median get a dagger
 
 

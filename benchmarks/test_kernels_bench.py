@@ -4,7 +4,8 @@ bits out), the binary roofline, and the LC-BNN / KWS-BNN-M models on features.
 Group ``kernels``: L64, L128, L256 and ``roofline`` (runtime ``roofline``: the
 xor+popcount+add loop of :mod:`bitnet.testing.roofline`, L1-resident, one operand
 streaming, measured in the same run so that "% of roofline" compares like with like).
-Group ``models``: LC-BNN and KWS-BNN-M, batch 1 and 64. Threads 1 and 2 everywhere.
+Group ``models``: LC-BNN, KWS-BNN-M and AST (the binarized spectrogram transformer),
+batch 1 and 64. Threads 1 and 2 everywhere.
 The PyTorch / ONNX Runtime peers of the same shapes are in ``test_peers_bench.py``.
 """
 
@@ -17,11 +18,14 @@ import bitnet
 from bitnet.parallel import ensure_threads
 from bitnet.graph import Graph
 from bitnet.testing import roofline
-from bitnet.testing.workloads import LAYER_SHAPES, WORKLOADS, random_input
+from bitnet.testing.workloads import LAYER_SHAPES, WORKLOADS, ast, random_input
 
 THREADS = [1, 2]
 LAYERS = ["L64", "L128", "L256"]
-MODELS = ["LC-BNN", "KWS-BNN-M"]
+MODELS = ["LC-BNN", "KWS-BNN-M", "AST"]
+#: the design §4 workloads, and the binarized spectrogram transformer (trainer ``--model
+#: ast`` with its default size: 2 blocks, 64 channels, 2 heads, 50 tokens of 20×4 patches)
+BUILDERS = {**WORKLOADS, "AST": (ast, "real")}
 BATCHES = [1, 64]
 
 _graphs = {}
@@ -30,7 +34,7 @@ _param_bytes = {}
 
 def _graph(name):
     if name not in _graphs:
-        build, kind = WORKLOADS[name]
+        build, kind = BUILDERS[name]
         layers, tensors, shape = build(seed=0)
         _graphs[name] = (Graph(layers, tensors, shape, input_kind=kind), shape, kind)
         # what the model carries: packed weights, thresholds, first-layer and head floats

@@ -1,7 +1,7 @@
 """The peers: PyTorch and ONNX Runtime (float32 and INT8) on the same layers and models as bitnet.
 
-Groups ``kernels`` (L64/L128/L256, batch 1) and ``models`` (LC-BNN, KWS-BNN-M and the
-bundled default model, batch 1 and 64), 1 and 2 threads. The bitnet rows of L64-L256,
+Groups ``kernels`` (L64/L128/L256, batch 1) and ``models`` (LC-BNN, KWS-BNN-M, the
+bundled default model and the spectrogram transformer AST, batch 1 and 64), 1 and 2 threads. The bitnet rows of L64-L256,
 LC-BNN and KWS-BNN-M are in ``test_kernels_bench.py``; the bitnet rows of the default
 model are in ``test_default_bench.py``. ``benchmarks/report.py`` pairs them by
 ``(group, workload, batch, threads)``. See ``peers.py`` for what each peer is.
@@ -26,7 +26,7 @@ from benchmarks import peers  # noqa: E402
 THREADS = [1, 2]
 BATCHES = [1, 64]
 LAYERS = ["L64", "L128", "L256"]
-MODELS = ["LC-BNN", "KWS-BNN-M", "default"]
+MODELS = ["LC-BNN", "KWS-BNN-M", "default", "AST"]
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     t.add_argument("--data", default="fsdd",
                    help="'fsdd', a folder of class folders, or a CSV manifest path,label[,fold]")
     t.add_argument("--split", default="official",
-                   help="fsdd: official | speaker:NAME; csv: fold:K | random:F; folder: random:F")
+                   help="fsdd: official | validation (takes 5-9 of the training takes) | speaker:NAME; "
+                        "csv: fold:K | random:F; folder: random:F")
     t.add_argument("--model", default="digits")
     t.add_argument("--model-kwargs", default="", help='JSON, e.g. \'{"stages": [[64,1],[128,2]]}\'')
     t.add_argument("--float-twin", action="store_true", help="train the float twin instead")

@@ -6,8 +6,10 @@ Data sources (``--data``)
     The Free Spoken Digit Dataset, from ``$BITNET_FSDD`` or ``../shared/data/fsdd``
     relative to the repository (either the dataset folder or its ``recordings/``).
     Splits (``--split``): ``official`` (takes 0-4 of every digit and speaker are the
-    test set, 300 clips; takes 5-49 train, 2,700 clips) or ``speaker:NAME``
-    (leave-one-speaker-out: NAME's 500 clips are the test set).
+    test set, 300 clips; takes 5-49 train, 2,700 clips), ``validation`` (inside the
+    official training takes: takes 5-9 validate, 10-49 train; for choosing recipes
+    without touching the test takes) or ``speaker:NAME`` (leave-one-speaker-out: NAME's
+    500 clips are the test set).
 a folder
     One sub-folder per class holding audio files (``.wav``, ``.flac``, ``.ogg``). Split
     ``random:0.1`` (default; stratified, seeded) holds out that fraction as the test set.
@@ -156,6 +158,12 @@ def _fsdd(split: str, root=None):
     if split in ("official", "", None):
         test = takes <= 4
         desc = "FSDD official split (takes 0-4 test: 300 clips; takes 5-49 train: 2700)"
+    elif split == "validation":
+        # carved from the official TRAINING takes only: tune here, never on takes 0-4
+        keep = takes >= 5
+        full, takes, speakers = full.subset(np.flatnonzero(keep)), takes[keep], speakers[keep]
+        test = takes <= 9
+        desc = "FSDD validation split of the official training takes (takes 5-9 validate: 300; 10-49 train: 2400)"
     elif split.startswith("speaker:"):
         spk = split.split(":", 1)[1]
         if spk not in set(speakers):
@@ -163,7 +171,7 @@ def _fsdd(split: str, root=None):
         test = speakers == spk
         desc = f"FSDD leave-one-speaker-out: {spk} held out ({test.sum()} test clips)"
     else:
-        raise ValueError(f"split {split!r}: for FSDD use 'official' or 'speaker:NAME'")
+        raise ValueError(f"split {split!r}: for FSDD use 'official', 'validation' or 'speaker:NAME'")
     return full.subset(np.flatnonzero(~test)), full.subset(np.flatnonzero(test)), desc
 
 

@@ -419,18 +419,24 @@ class BiRealBlock(nn.Module):
         return em.add("add", [v, c], kind="real", base="add")
 
 
+def _has_latent(m) -> bool:
+    """A binary layer: its ``weight`` is latent (binarised in the forward pass). Layers
+    outside this module say so with ``latent_weight = True``."""
+    return isinstance(m, (BinaryConv2d, BinaryLinear)) or getattr(m, "latent_weight", False)
+
+
 def clip_latent_weights(model: nn.Module, limit: float = 1.0) -> None:
     """Clip the latent weights of every binary layer to [-limit, limit] (in place)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (BinaryConv2d, BinaryLinear)):
+            if _has_latent(m):
                 m.weight.clamp_(-limit, limit)
 
 
 def latent_parameters(model: nn.Module):
     """The latent binary weights (no weight decay on these) and everything else."""
     latent, other = [], []
-    ids = {id(m.weight) for m in model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))}
+    ids = {id(m.weight) for m in model.modules() if _has_latent(m)}
     for p in model.parameters():
         (latent if id(p) in ids else other).append(p)
     return latent, other

@@ -26,6 +26,8 @@ digits     40 x 101    qconv 64 (affine) -> maxpool 2 -> 1 Bi-Real block 64 -> m
                        -> 2 Bi-Real blocks 64 -> maxpool 2 -> concat x2 -> 2 Bi-Real
                        blocks 128 -> global avgpool -> dense    (the bundled FSDD model)
 resnet-esc 64 x 216    like digits, three stages 64/128/256, for environmental sounds
+ast        40 x 101    binarized audio spectrogram transformer: qconv patch embedding,
+                       N pre-LN encoder blocks, mean over tokens, dense (trainer/transformer.py)
 ========== =========== =================================================================
 
 The float twin of a model has the same layers with ReLU instead of sign, float
@@ -286,6 +288,15 @@ def _residual(n_classes, float_twin, stages=((64, 1), (64, 2), (128, 2)), stem=6
     return layers
 
 
+def _ast(n_classes, float_twin, **kw):
+    from .transformer import ast_layers
+
+    return ast_layers(n_classes, float_twin, **kw)
+
+
+_ast.takes_input_shape = True   # its position embedding has one row per patch
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A named model: its builder, input shape (n_mels, frames) and default frontend."""
@@ -308,6 +319,8 @@ SPECS = {
                            "KWS-BNN-M, docs/design.md §4"),
     "digits": ModelSpec("digits", _residual, (40, 101), dict(_FSDD_FRONTEND),
                         "bundled spoken-digit model: Bi-Real 64/64/128"),
+    "ast": ModelSpec("ast", _ast, (40, 101), dict(_FSDD_FRONTEND),
+                     "binarized audio spectrogram transformer (trainer/transformer.py)"),
     "resnet-esc": ModelSpec(
         "resnet-esc",
         lambda n, f, **kw: _residual(n, f, **{"stages": ((64, 2), (128, 2), (256, 2)), **kw}),
@@ -347,7 +360,8 @@ def build(name: str, n_classes: int = 10, float_twin: bool = False,
     if name not in SPECS:
         raise ValueError(f"unknown model {name!r}; choose one of {names()}")
     spec = SPECS[name]
-    layers = spec.builder(n_classes, float_twin, **kwargs)
     shape = tuple(input_shape) if input_shape is not None else spec.input_shape
+    extra = {"input_shape": shape} if getattr(spec.builder, "takes_input_shape", False) else {}
+    layers = spec.builder(n_classes, float_twin, **kwargs, **extra)
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
     return Net(layers, name, shape, n_classes, float_twin, config=cfg)

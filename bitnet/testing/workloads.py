@@ -20,7 +20,8 @@ import numpy as np
 
 from ..packing import pack_signs
 
-__all__ = ["lc_bnn", "kws_bnn_m", "single_layer", "l64", "l128", "l256", "LAYER_SHAPES", "WORKLOADS"]
+__all__ = ["lc_bnn", "kws_bnn_m", "single_layer", "l64", "l128", "l256", "ast", "LAYER_SHAPES",
+           "WORKLOADS"]
 
 #: (H, W, C) of the single-layer workloads L64 / L128 / L256
 LAYER_SHAPES = {"L64": (40, 101, 64), "L128": (20, 50, 128), "L256": (10, 25, 256)}
@@ -149,6 +150,67 @@ def l128(seed: int = 0):
 def l256(seed: int = 0):
     """L256: one bconv 3×3 same on 10×25×256 packed bits."""
     return single_layer(256, 10, 25, seed)
+
+
+def ast(seed: int = 0, input_shape=(40, 101), dim=64, depth=2, heads=2, mlp=128, patch=(20, 4),
+        probs="real", n_classes=10):
+    """The binarized audio spectrogram transformer (``trainer/transformer.py``, the
+    trainer's ``--model ast``): quantize → qconv patch (stride = patch, valid, affine) →
+    tokens → ``depth`` × [layernorm → sign → bconv 1×1 Q, K, V (threshold) → bmatmul →
+    softmax → attend → sign → bconv 1×1 O (affine) → add → layernorm → sign → bconv 1×1
+    FFN1 (threshold) → bconv 1×1 FFN2 (affine) → add] → layernorm → global_avgpool →
+    dense. Any ``dim`` and ``mlp`` (not only multiples of 64).
+
+    Returns ``(layers, tensors, input_shape)``.
+    """
+    b = _Builder(seed)
+    rng = b.rng
+    ph, pw = patch
+    hp, wp = input_shape[0] // ph, input_shape[1] // pw
+    t = hp * wp
+    b.quantize()
+    b.conv("embed", "qconv", 1, dim, "affine", kernel=(ph, pw), stride=(ph, pw), padding="valid")
+    b._add("tokens", "tokens", {"channels": dim, "tokens": t},
+           {"pos": rng.normal(0, 0.5, (t, dim)).astype(np.float32)})
+
+    def ln(name, inp):
+        b.prev = inp
+        b._add(name, "layernorm", {"channels": dim, "eps": 1e-5},
+               {"weight": rng.uniform(0.5, 1.5, dim).astype(np.float32),
+                "bias": rng.normal(0, 0.2, dim).astype(np.float32)})
+        b._add(name + ".sign", "sign", {"channels": dim})
+        return name + ".sign"
+
+    def lin(name, inp, c_in, c_out, output):
+        b.prev = inp
+        b.conv(name, "bconv", c_in, c_out, output, kernel=(1, 1), padding="valid")
+        return name
+
+    x = "tokens"
+    for i in range(depth):
+        h = ln(f"b{i}.ln1", x)
+        q, k, v = (lin(f"b{i}.{n}", h, dim, dim, "threshold") for n in "qkv")
+        b._add(f"b{i}.scores", "bmatmul", {"channels": dim, "heads": heads},
+               {"scale": rng.uniform(0.1, 0.4, heads).astype(np.float32)}, inputs=[q, k])
+        b._add(f"b{i}.softmax", "softmax")
+        tau = {"tau": np.full(heads, 1.0 / t, np.float32)} if probs == "binary" else {}
+        b._add(f"b{i}.attend", "attend", {"channels": dim, "heads": heads, "probs": probs}, tau,
+               inputs=[f"b{i}.softmax", v])
+        b._add(f"b{i}.osign", "sign", {"channels": dim},
+               {"shift": rng.normal(0, 0.05, dim).astype(np.float32)})
+        o = lin(f"b{i}.o", f"b{i}.osign", dim, dim, "affine")
+        b._add(f"b{i}.add1", "add", inputs=[x, o])
+        x = f"b{i}.add1"
+        h = ln(f"b{i}.ln2", x)
+        f = lin(f"b{i}.fc2", lin(f"b{i}.fc1", h, dim, mlp, "threshold"), mlp, dim, "affine")
+        b._add(f"b{i}.add2", "add", inputs=[x, f])
+        x = f"b{i}.add2"
+    b.prev = x
+    b._add("ln", "layernorm", {"channels": dim, "eps": 1e-5},
+           {"weight": np.ones(dim, np.float32), "bias": np.zeros(dim, np.float32)})
+    b._add("pool", "global_avgpool", {"channels": dim})
+    b.dense("fc", dim, n_classes)
+    return b.layers, b.tensors, tuple(input_shape) + (1,)
 
 
 #: name -> (builder, input kind)
