@@ -12,6 +12,7 @@ from bitnet import ParameterError
 from bitnet.parallel import get_num_threads, set_num_threads
 from bitnet.graph import Graph
 from bitnet.testing.workloads import WORKLOADS, kws_bnn_m, lc_bnn, random_input
+from bitnet.testing import values_at_one_and_two_threads
 
 
 def assert_values_equal(fast, ref):
@@ -110,14 +111,7 @@ def test_lc_bnn_batch_consistency():
 def test_threads_bit_identical():
     g = Graph(*kws_bnn_m(seed=3))
     x = random_input((40, 101, 1), batch=2, seed=4)
-    old = get_num_threads()
-    try:
-        set_num_threads(1)
-        _, v1 = g.run(x, return_values=True)
-        set_num_threads(2)
-        _, v2 = g.run(x, return_values=True)
-    finally:
-        set_num_threads(old)
+    v1, v2 = values_at_one_and_two_threads(g, x)
     for k in v1:
         np.testing.assert_array_equal(v1[k], v2[k], err_msg=k)
 

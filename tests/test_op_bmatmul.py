@@ -14,8 +14,8 @@ from bitnet.errors import ParameterError
 from bitnet.graph import Graph
 from bitnet.kernels.bmatmul import bmatmul_reference, head_masks
 from bitnet.packing import pack_signs
-from bitnet.parallel import get_num_threads, set_num_threads
 from bitnet.testing.workloads import ast, random_input
+from bitnet.testing import values_at_one_and_two_threads
 
 
 def _signs(rng, shape):
@@ -63,14 +63,7 @@ def test_graph_run_equals_reference_any_threads(batch):
     li = next(li for li in g.layer_info if li.name == "b0.scores")
     assert li.binary_macs == 27 * 27 * 96 and li.kind == "binary"
     x = random_input(shape, batch=batch, seed=batch)
-    old = get_num_threads()
-    try:
-        set_num_threads(1)
-        _, v1 = g.run(x, return_values=True)
-        set_num_threads(2)
-        _, v2 = g.run(x, return_values=True)
-    finally:
-        set_num_threads(old)
+    v1, v2 = values_at_one_and_two_threads(g, x)
     _, vr = g.run_reference(x, return_values=True)
     for k in ("b0.q", "b0.k", "b0.scores"):
         np.testing.assert_array_equal(v1[k], v2[k])

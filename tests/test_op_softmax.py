@@ -12,8 +12,8 @@ from bitnet.compile import registry
 from bitnet.errors import ParameterError
 from bitnet.graph import Graph
 from bitnet.kernels.softmax import softmax_reference
-from bitnet.parallel import get_num_threads, set_num_threads
 from bitnet.testing.workloads import ast, random_input
+from bitnet.testing import values_at_one_and_two_threads
 
 TOL = dict(rtol=2e-7, atol=1e-9)
 
@@ -51,14 +51,7 @@ def test_graph_run_equals_reference_any_threads(batch):
     g = Graph(layers, tensors, shape)
     assert g.value_info["b0.softmax"].shape == (5, 48, 48)
     x = random_input(shape, batch=batch, seed=batch)
-    old = get_num_threads()
-    try:
-        set_num_threads(1)
-        _, v1 = g.run(x, return_values=True)
-        set_num_threads(2)
-        _, v2 = g.run(x, return_values=True)
-    finally:
-        set_num_threads(old)
+    v1, v2 = values_at_one_and_two_threads(g, x)
     _, vr = g.run_reference(x, return_values=True)
     np.testing.assert_array_equal(v1["b0.softmax"], v2["b0.softmax"])
     np.testing.assert_allclose(v1["b0.softmax"], vr["b0.softmax"], **TOL)

@@ -4,3 +4,19 @@ model (:mod:`.digits`) and the binary roofline microbenchmark (:mod:`.roofline`)
 
 Importing this package imports nothing else (the roofline imports numba when used).
 """
+
+
+def values_at_one_and_two_threads(graph, x):
+    """Every value of ``graph.run(x)`` by name, run with one thread and with two:
+    ``(values_1, values_2)``; the thread count is restored afterwards."""
+    from ..parallel import get_num_threads, set_num_threads
+
+    old = get_num_threads()
+    try:
+        set_num_threads(1)
+        _, v1 = graph.run(x, return_values=True)
+        set_num_threads(2)
+        _, v2 = graph.run(x, return_values=True)
+    finally:
+        set_num_threads(old)
+    return v1, v2
