@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from bitnet.testing import cpu_flags
+
 CHILD = Path(__file__).with_name("_blas_core_child.py")
 
 #: OPENBLAS_CORETYPE -> CPU flags (/proc/cpuinfo) its kernels need. ``None``: the
@@ -40,16 +42,6 @@ CORES = {
 CHECKS = ("frontend", "windows", "logits", "stream")
 
 
-def _cpu_flags() -> set | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
-
-
 def _run(core: str | None) -> dict:
     env = dict(os.environ)
     if core is not None:
@@ -65,7 +57,7 @@ def test_stream_equals_whole_under_blas_core(core):
     if core is not None:
         if platform.machine().lower() not in ("x86_64", "amd64"):
             pytest.skip(f"OPENBLAS_CORETYPE={core} is an x86 core type; this is {platform.machine()}")
-        flags = _cpu_flags()
+        flags = cpu_flags()
         if flags is None:
             pytest.skip("cannot read the CPU flags (/proc/cpuinfo)")
         if not CORES[core] <= flags:

@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import pytest
 
+from bitnet.testing import cpu_flags
+
 REPO = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).with_name("_isa_child.py")
 
@@ -62,23 +64,13 @@ TARGETS = [
 BY_NAME = {t.name: t for t in TARGETS}
 
 
-def _cpu_flags() -> set | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
-
-
 def _unavailable(t: Target) -> str | None:
     """Why target ``t`` cannot run on this machine, or None."""
     machine = platform.machine().lower()
     if t.machines is not None and machine not in t.machines:
         return f"{t.name} is a {'/'.join(t.machines)} target; this machine is {machine}"
     if t.flags:
-        flags = _cpu_flags()
+        flags = cpu_flags()
         if flags is None:
             return f"cannot read the CPU flags to know whether {t.name} runs here"
         if not t.flags <= flags:

@@ -20,3 +20,17 @@ def values_at_one_and_two_threads(graph, x):
     finally:
         set_num_threads(old)
     return v1, v2
+
+
+def cpu_flags():
+    """The CPU flags ``/proc/cpuinfo`` lists for the first processor (a set), or None
+    where there is no such file (tests skip forced targets the CPU cannot run)."""
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
