@@ -25,7 +25,13 @@ def _train(args) -> int:
         distill_temp=args.distill_temp, seed=args.seed, threads=args.threads,
         eval_every=args.eval_every, progress=not args.no_progress, bn_recompute=args.bn,
         ddp=args.ddp, cache_dir=args.cache_dir,
+        init=args.init,
         command="python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    if args.folds:
+        from .folds import parse_folds, run_folds
+
+        run_folds(cfg, parse_folds(args.folds), resume=not args.restart)
+        return 0
     train(cfg, resume=not args.restart)
     return 0
 
@@ -55,7 +61,12 @@ def main(argv=None) -> int:
     t.add_argument("--data", default="fsdd",
                    help="'fsdd', a folder of class folders, or a CSV manifest path,label[,fold]")
     t.add_argument("--split", default="official",
-                   help="fsdd: official | speaker:NAME; csv: fold:K | random:F; folder: random:F")
+                   help="fsdd: official | speaker:NAME; csv, esc10: fold:K | random:F; "
+                        "speech_commands: test | fold:K; folder: random:F")
+    t.add_argument("--folds", default="",
+                   help="train one run per fold (e.g. 1-5 or 1,2,3) into OUT/foldK and print "
+                        "mean ± std (replaces --split)")
+    t.add_argument("--init", default="", help="start from these weights (a .pt state dict)")
     t.add_argument("--model", default="digits")
     t.add_argument("--model-kwargs", default="", help='JSON, e.g. \'{"stages": [[64,1],[128,2]]}\'')
     t.add_argument("--float-twin", action="store_true", help="train the float twin instead")
