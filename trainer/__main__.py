@@ -115,6 +115,16 @@ def main(argv=None) -> int:
     f.set_defaults(func=lambda a: (__import__("trainer.train", fromlist=["x"])
                                    .finalize_run(a.run, a.bn), 0)[1])
 
+    pr = sub.add_parser("prune", help="prune filters by cosine similarity, fine-tune, write a new run")
+    pr.add_argument("run")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--amount", type=float, default=0.3, help="fraction of each binary layer's filters")
+    pr.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
+    pr.add_argument("--lr", type=float, default=5e-4)
+    pr.add_argument("--seed", type=int, default=None)
+    pr.set_defaults(func=lambda a: (__import__("trainer.prune", fromlist=["x"])
+                                    .prune_run(a.run, a.out, a.amount, a.epochs, a.lr, a.seed), 0)[1])
+
     m = sub.add_parser("models", help="list the model names")
     m.set_defaults(func=_models)
 

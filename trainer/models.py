@@ -228,37 +228,41 @@ class _Builder:
         return FloatBlock(c) if self.f else BiRealBlock(c, grad=self.grad)
 
 
-def _lc_bnn(n_classes, float_twin, **kw):
+def _lc_bnn(n_classes, float_twin, widths=(16, 16, 32, 100), **kw):
+    """``widths``: the four binary layers' output channels (smaller after pruning)."""
     b = _Builder(float_twin)
+    w0, w1, w2, w3 = widths
     return [
         b.quant(Quantizer(8)),
-        b.qconv(1, 16, "threshold"),
-        b.bconv(16, 16, "affine"),
+        b.qconv(1, w0, "threshold"),
+        b.bconv(w0, w1, "affine"),
         AvgPool(5),
-        b.sign(16),
-        b.bconv(16, 32, "affine"),
+        b.sign(w1),
+        b.bconv(w1, w2, "affine"),
         AvgPool((4, 10)),
         Flatten(),
-        b.sign(64),
-        b.bdense(64, 100, "threshold"),
-        Dense(100, n_classes),
+        b.sign(2 * w2),  # 40x51 -> 8x10 -> 2x1 positions after the two pools
+        b.bdense(2 * w2, w3, "threshold"),
+        Dense(w3, n_classes),
     ]
 
 
-def _kws_bnn_m(n_classes, float_twin, **kw):
+def _kws_bnn_m(n_classes, float_twin, widths=(64, 64, 128, 128, 256, 256), **kw):
+    """``widths``: the six binary layers' output channels (smaller after pruning)."""
     b = _Builder(float_twin)
+    w = widths
     return [
         b.quant(Quantizer(8)),
-        b.qconv(1, 64, "threshold"),
-        b.bconv(64, 64, "threshold"),
+        b.qconv(1, w[0], "threshold"),
+        b.bconv(w[0], w[1], "threshold"),
         MaxPool(2),
-        b.bconv(64, 128, "threshold"),
-        b.bconv(128, 128, "threshold"),
+        b.bconv(w[1], w[2], "threshold"),
+        b.bconv(w[2], w[3], "threshold"),
         MaxPool(2),
-        b.bconv(128, 256, "threshold"),
-        b.bconv(256, 256, "affine"),
+        b.bconv(w[3], w[4], "threshold"),
+        b.bconv(w[4], w[5], "affine"),
         GlobalAvgPool(),
-        Dense(256, n_classes),
+        Dense(w[5], n_classes),
     ]
 
 
