@@ -237,7 +237,9 @@ class Model:
         gate : bool or bitnet.Gate, default True
             The speech gate (:mod:`bitnet.gate`): a clip without speech gets
             ``speech=False`` and the label :data:`bitnet.NO_SPEECH` instead of a digit.
-            ``False`` turns it off; a :class:`bitnet.Gate` sets its thresholds.
+            ``False`` turns it off; a :class:`bitnet.Gate` sets its thresholds. A model
+            whose file says ``"gate": false`` (sound-event models such as ``esc10``) runs
+            without it unless a :class:`bitnet.Gate` is given.
 
         Returns
         -------
@@ -259,6 +261,8 @@ class Model:
         """
         from .gate import Gate
 
+        if gate is True and self.header.get("gate") is False:  # a sound-event model: no speech gate
+            gate = False
         g = Gate.coerce(gate)
         batch = isinstance(audio, (list, tuple))
         items = list(audio) if batch else [audio]

@@ -97,8 +97,9 @@ _HEADER_KEYS = {
     "tensors": dict,
 }
 
-#: Optional header keys: ``members`` makes the file an ensemble (bitnet/ensemble.py).
-_OPTIONAL_KEYS = {"members": list}
+#: Optional header keys: ``members`` makes the file an ensemble (bitnet/ensemble.py);
+#: ``gate`` false turns the speech gate off by default (sound-event models).
+_OPTIONAL_KEYS = {"members": list, "gate": bool}
 
 
 # --------------------------------------------------------------------------- writing
@@ -297,7 +298,8 @@ def _check_header(h: dict, where: str, manifest_only: bool = False) -> None:
             )
     for key, typ in _OPTIONAL_KEYS.items():
         if key in h and not isinstance(h[key], typ):
-            raise ModelFileError(f"{where}: header {key!r} must be a JSON array, got {type(h[key]).__name__}")
+            want = "array" if typ is list else "boolean"
+            raise ModelFileError(f"{where}: header {key!r} must be a JSON {want}, got {type(h[key]).__name__}")
     unknown = sorted(set(h) - set(_HEADER_KEYS) - set(_OPTIONAL_KEYS))
     if unknown:
         raise ModelFileError(f"{where}: header has unknown keys {unknown}")

@@ -112,3 +112,16 @@ def test_cli_ensemble_infer_and_compare(members, tmp_path, capsys, clip):
     assert single["latency_ms"] > 0 and rows[0]["latency_ms"] is None
     assert main(["infer", "-m", "no-such-model", str(wav)]) == 1
     assert "bundled:" in capsys.readouterr().err
+
+
+def test_header_gate_false_turns_the_speech_gate_off_by_default(tmp_path):
+    header, tensors = digits_graph(seed=4, channels=(8, 16, 16))
+    on = bitnet.load(save_model(tmp_path / "on.bnn", header, tensors))
+    off = bitnet.load(save_model(tmp_path / "off.bnn", dict(header, gate=False), tensors))
+    silence = np.zeros(FRONTEND["sample_rate"], np.float32)
+    assert not on.predict(silence, sample_rate=FRONTEND["sample_rate"]).speech
+    p = off.predict(silence, sample_rate=FRONTEND["sample_rate"])
+    assert p.speech and p.label in off.labels
+    assert not off.predict(silence, sample_rate=FRONTEND["sample_rate"], gate=bitnet.Gate()).speech
+    with pytest.raises(bitnet.ModelFileError, match="boolean"):
+        save_model(tmp_path / "bad.bnn", dict(header, gate="no"), tensors)

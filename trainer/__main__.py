@@ -40,7 +40,7 @@ def _export(args) -> int:
     from .export import export_run
 
     export_run(args.run, args.out, max_clips=args.max_clips, tol=args.tol,
-               which=args.checkpoint)
+               which=args.checkpoint, gate=not args.no_gate, float_twin=args.float_twin or None)
     return 0
 
 
@@ -107,6 +107,9 @@ def main(argv=None) -> int:
     e.add_argument("--checkpoint", default="model.pt")
     e.add_argument("--max-clips", type=int, default=0, help="0 = every test clip")
     e.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
+    e.add_argument("--no-gate", action="store_true",
+                   help="the model runs without the speech gate by default (sound-event models)")
+    e.add_argument("--float-twin", default="", help="the float twin's run dir (default RUN-float)")
     e.set_defaults(func=_export)
 
     f = sub.add_parser("finalize", help="redo a run's final batch-norm statistics")

@@ -25,6 +25,7 @@ kws-bnn-m  40 x 101    qconv 64 -> bconv 64 -> maxpool 2 -> bconv 128 -> bconv 1
 digits     40 x 101    qconv 64 (affine) -> maxpool 2 -> 1 Bi-Real block 64 -> maxpool 2
                        -> 2 Bi-Real blocks 64 -> maxpool 2 -> concat x2 -> 2 Bi-Real
                        blocks 128 -> global avgpool -> dense    (the bundled FSDD model)
+kws-res    40 x 101    like digits, stem 32, stages 32/64/128 (1 block each), for keywords
 resnet-esc 64 x 216    like digits, three stages 64/128/256, for environmental sounds
 ========== =========== =================================================================
 
@@ -312,6 +313,11 @@ SPECS = {
                            "KWS-BNN-M, docs/design.md §4"),
     "digits": ModelSpec("digits", _residual, (40, 101), dict(_FSDD_FRONTEND),
                         "bundled spoken-digit model: Bi-Real 64/64/128"),
+    "kws-res": ModelSpec(
+        "kws-res",
+        lambda n, f, **kw: _residual(n, f, **{"stem": 32, "stages": ((32, 1), (64, 1), (128, 1)), **kw}),
+        (40, 101), dict(_FSDD_FRONTEND),
+        "small Bi-Real 32/64/128 for keywords (8 kHz, 1 s; ~28M binary MACs, 1/20 of KWS-BNN-M)"),
     "resnet-esc": ModelSpec(
         "resnet-esc",
         lambda n, f, **kw: _residual(n, f, **{"stages": ((64, 2), (128, 2), (256, 2)), **kw}),
