@@ -61,8 +61,9 @@ def _torch_latency(member, int8: bool, seconds: float):
     net = _float_twin(member)
     if net is None:
         return None
-    shape = (1, *member.header["input"]["shape"][:2])
+    shape = (1, 1, *member.header["input"]["shape"][:2])  # NCHW: Net.forward would unsqueeze
     x = torch.from_numpy(np.random.default_rng(0).uniform(-80, 0, shape).astype(np.float32))
+    net = torch.nn.Sequential(*net.layers).eval()  # the same layers, without forward's shape branch
     if int8:
         from torch.ao.quantization import get_default_qconfig_mapping
         from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
@@ -78,7 +79,11 @@ def _torch_latency(member, int8: bool, seconds: float):
 
 
 def measure(seconds: float = 0.5) -> list[dict]:
+    import warnings
+
     import torch
+
+    warnings.filterwarnings("ignore", module="torch.ao")  # FX quantization's deprecation notices
 
     import bitnet
     from bitnet.compare import compare
