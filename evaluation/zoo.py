@@ -118,6 +118,34 @@ def keyword_gate(name: str = "keywords") -> dict:
             "gated_to_silence_per_class": per}
 
 
+def make_ensemble(members, out) -> dict:
+    """Write ``members`` (.bnn files) as one ensemble file whose provenance holds its
+    engine accuracy on the members' test clips (they must share data and split)."""
+    import shlex
+    import sys
+
+    import bitnet
+    from trainer import data as D
+
+    loaded = [bitnet.load(m) for m in members]
+    data = {(m.provenance.get("data"), m.provenance.get("split")) for m in loaded}
+    if len(data) != 1:
+        raise SystemExit(f"members were tested on different data/splits: {sorted(map(str, data))}")
+    (d, split), = data
+    _, test, desc = D.load_dataset(d, split)
+    ens = bitnet.load(list(members))
+    x = D.clean_features(D.Featurizer(ens.frontend), test)
+    acc = float(np.mean(ens.logits(x).argmax(1) == test.labels))
+    singles = [float(np.mean(m.logits(x).argmax(1) == test.labels)) for m in loaded]
+    prov = {"ensemble": f"{len(loaded)} members, probabilities averaged", "data": d, "split": split,
+            "dataset": desc, "accuracy": {"test": acc, "members_test": singles},
+            "license": loaded[0].provenance.get("license", ""),
+            "command": "python -m evaluation.zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+    bitnet.save_ensemble(list(members), out, provenance=prov)
+    print(f"wrote {out}: ensemble accuracy {acc:.4f}; members {', '.join(f'{a:.4f}' for a in singles)}")
+    return prov
+
+
 def _pct(v):
     return "-" if v is None else f"{100 * v:.1f} %"
 
@@ -152,6 +180,12 @@ def write(rows, checks, gate, out_md: Path) -> None:
 
 
 def main(argv=None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "ensemble":  # python -m evaluation.zoo ensemble OUT MEMBER...
+        make_ensemble(argv[2:], argv[1])
+        return 0
     ap = argparse.ArgumentParser(prog="python -m evaluation.zoo", description=__doc__)
     ap.add_argument("--runs", default=str(REPO / "runs"))
     ap.add_argument("--no-engine", action="store_true", help="only collect the run results")

@@ -125,3 +125,14 @@ def test_header_gate_false_turns_the_speech_gate_off_by_default(tmp_path):
     assert not off.predict(silence, sample_rate=FRONTEND["sample_rate"], gate=bitnet.Gate()).speech
     with pytest.raises(bitnet.ModelFileError, match="boolean"):
         save_model(tmp_path / "bad.bnn", dict(header, gate="no"), tensors)
+
+
+@pytest.mark.parametrize("name", sorted(bitnet.bundled_models()))
+def test_every_bundled_model_loads_with_its_engine_check(name):
+    m = bitnet.load(name)
+    members = getattr(m, "members", [m])
+    for member in members:
+        check = member.provenance.get("engine_check")
+        assert check and check["predictions_identical"] and check["max_abs_logit_diff"] <= 1e-4
+        assert "license" in member.provenance
+    assert m.path.stat().st_size < 1_000_000
