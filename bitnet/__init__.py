@@ -35,6 +35,9 @@ _LAZY = {
     "set_num_threads": ".parallel",
     "get_num_threads": ".parallel",
     "batch": ".batch",
+    "Ensemble": ".ensemble",
+    "save_ensemble": ".ensemble",
+    "bundled_models": ".model",
 }
 
 __all__ = [

@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     inf = sub.add_parser("infer", help="classify audio files", description="Classify audio files and directories.")
     inf.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories (searched recursively)")
-    inf.add_argument("--model", "-m", metavar="M", help="model file (default: the bundled spoken-digit model)")
+    inf.add_argument("--model", "-m", metavar="M", action="append",
+                     help="model file or bundled name (digits, keywords, esc10); repeat it for an "
+                          "ensemble (probabilities averaged). Default: the bundled spoken-digit model")
     inf.add_argument("--top-k", "-k", type=_positive_int, default=3, metavar="K", help="classes to show (default 3)")
     inf.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     inf.add_argument("--logits", action="store_true",
@@ -84,10 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     inf.set_defaults(func=cmd_infer)
 
     summ = sub.add_parser("summary", help="show a model's layers, sizes and provenance")
-    summ.add_argument("model", nargs="?", metavar="MODEL", help="model file (default: the bundled model)")
+    summ.add_argument("model", nargs="*", metavar="MODEL",
+                      help="model files or bundled names (default: the bundled model; several = an ensemble)")
+    summ.add_argument("--compare", action="store_true",
+                      help="one row per model and precision (float32 / INT8 / binary): parameters, MACs, "
+                           "binary MACs, bytes, latency measured now, accuracy (default: every bundled model)")
+    summ.add_argument("--markdown", action="store_true", help="with --compare: a Markdown table")
     summ.add_argument("--json", action="store_true", help="print JSON")
     summ.add_argument("--debug", action="store_true", help="show tracebacks")
     summ.set_defaults(func=cmd_summary)
+
+    ens = sub.add_parser("ensemble", help="write several models as one ensemble file",
+                         description="Write MODELS as one .bnn file whose probabilities are the mean of "
+                                     "theirs (they must share frontend settings and labels).")
+    ens.add_argument("models", nargs="+", metavar="MODEL", help="model files or bundled names")
+    ens.add_argument("-o", "--out", required=True, metavar="OUT", help="the ensemble file to write")
+    ens.add_argument("--debug", action="store_true", help="show tracebacks")
+    ens.set_defaults(func=cmd_ensemble)
 
     bench = sub.add_parser("bench", help="measure latency, throughput and memory on this machine")
     bench.add_argument("model", nargs="?", metavar="MODEL", help="model file (default: the bundled model)")
@@ -169,6 +184,10 @@ def _expand(paths):
 def _load_model(path, debug: bool):
     from .model import load
 
+    if isinstance(path, (list, tuple)):  # --model repeated / several MODELs: an ensemble
+        path = path[0] if len(path) == 1 else list(path)
+        if path == []:
+            path = None
     model = load(path)
     if model.untrained:
         _err(
@@ -274,11 +293,38 @@ def _describe(name: str, e: BaseException) -> str:
 
 
 def cmd_summary(args) -> int:
+    if args.compare:
+        return _summary_compare(args)
     model = _load_model(args.model, args.debug)
     if args.json:
         print(json.dumps(model.summary(as_dict=True), default=str))
     else:
         print(model.summary())
+    return 0
+
+
+def _summary_compare(args) -> int:
+    from .compare import compare, format_compare
+    from .model import bundled_models, load
+
+    names = args.model or list(bundled_models())
+    rows = compare([load(n) for n in names], names=names)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(format_compare(rows, markdown=args.markdown))
+        if not args.markdown:
+            print("latency: batch 1, one thread, median, measured now (the engine runs the binary model; "
+                  "float32/INT8 latency: python -m evaluation.zoo_table)")
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from .ensemble import save_ensemble
+    from .model import load
+
+    path = save_ensemble(args.models, args.out)
+    print(load(path).summary().splitlines()[1] + f"; wrote {path}")
     return 0
 
 

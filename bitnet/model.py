@@ -55,7 +55,7 @@ from .gate import NO_SPEECH
 from .modelfile import read_model
 from .results import Prediction, Segment, softmax
 
-__all__ = ["load", "infer", "Model", "Prediction", "Segment", "DEFAULT_MODEL"]
+__all__ = ["load", "infer", "Model", "Prediction", "Segment", "DEFAULT_MODEL", "bundled_models", "resolve"]
 
 #: The bundled default model.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.bnn"
@@ -237,7 +237,9 @@ class Model:
         gate : bool or bitnet.Gate, default True
             The speech gate (:mod:`bitnet.gate`): a clip without speech gets
             ``speech=False`` and the label :data:`bitnet.NO_SPEECH` instead of a digit.
-            ``False`` turns it off; a :class:`bitnet.Gate` sets its thresholds.
+            ``False`` turns it off; a :class:`bitnet.Gate` sets its thresholds. A model
+            whose file says ``"gate": false`` (sound-event models such as ``esc10``) runs
+            without it unless a :class:`bitnet.Gate` is given.
 
         Returns
         -------
@@ -259,6 +261,8 @@ class Model:
         """
         from .gate import Gate
 
+        if gate is True and self.header.get("gate") is False:  # a sound-event model: no speech gate
+            gate = False
         g = Gate.coerce(gate)
         batch = isinstance(audio, (list, tuple))
         items = list(audio) if batch else [audio]
@@ -416,13 +420,52 @@ class Model:
 # --------------------------------------------------------------------------- loading
 
 
+#: Bundled models by name (files under ``bitnet/models/``); ``digits`` is the default.
+MODELS_DIR = DEFAULT_MODEL.parent
+_ALIASES = {"digits": "default", "default": "default"}
+
+
+def bundled_models() -> dict:
+    """Names of the bundled models and their files: ``{"digits": Path(...), ...}``."""
+    out = {"digits": DEFAULT_MODEL}
+    for f in sorted(MODELS_DIR.glob("*.bnn")):
+        if f.stem != "default":
+            out[f.stem] = f
+    return out
+
+
+def resolve(path) -> Path:
+    """A model path from a file path or a bundled model's name (``"keywords"``).
+
+    A string that names no existing file, has no directory part and no ``.bnn``
+    suffix is looked up among the bundled models; an unknown name is a
+    :class:`ModelFileError` listing the available ones.
+    """
+    if path is None:
+        return DEFAULT_MODEL
+    p = Path(path)
+    if isinstance(path, str) and not p.exists() and p.name == path and p.suffix == "":
+        models = bundled_models()
+        name = _ALIASES.get(path, path)
+        hit = models.get(name) or (DEFAULT_MODEL if name == "default" else None)
+        if hit is None:
+            raise ModelFileError(f"{path}: no such model file and no bundled model of that name "
+                                 f"(bundled: {', '.join(models)})")
+        return hit
+    return p
+
+
 def load(path=None) -> Model:
-    """Load and fully validate a model file.
+    """Load and fully validate a model file, a bundled model, or an ensemble.
 
     Parameters
     ----------
-    path : str or os.PathLike, optional
-        A ``.bnn`` file; ``None`` loads the bundled default spoken-digit model.
+    path : str, os.PathLike or list of these, optional
+        A ``.bnn`` file; the name of a bundled model (``"digits"``, ``"keywords"``,
+        ``"esc10"``: :func:`bundled_models`); or a list of these, loaded as one
+        :class:`bitnet.ensemble.Ensemble` whose probabilities are the mean of the
+        members'. ``None`` loads the bundled default spoken-digit model. A file holding
+        several members (:func:`bitnet.save_ensemble`) loads as an ensemble too.
 
     Returns
     -------
@@ -432,11 +475,31 @@ def load(path=None) -> Model:
     ------
     ModelFileError
         Missing, truncated, altered or corrupt files, unknown versions, graphs whose
-        tensors or shapes do not fit. The message names the file.
+        tensors or shapes do not fit, an unknown bundled name, ensemble members that do
+        not share frontend and labels. The message names the file.
+
+    Examples
+    --------
+    >>> bitnet.load("keywords").labels[:3]              # doctest: +SKIP
+    ('_silence_', '_unknown_', 'down')
+    >>> bitnet.load(["a.bnn", "b.bnn"]).predict(y, sample_rate=16000)   # doctest: +SKIP
     """
-    path = DEFAULT_MODEL if path is None else Path(path)
-    where = str(path)
+    if isinstance(path, (list, tuple)):
+        from .ensemble import ensemble_of
+
+        return ensemble_of([load(p) for p in path])
+    path = resolve(path)
     header, tensors = read_model(path)
+    if "members" in header:
+        from .ensemble import from_file
+
+        return from_file(header, tensors, path)
+    return _model_from_parts(header, tensors, path)
+
+
+def _model_from_parts(header: dict, tensors: dict, path: Path, where=None) -> Model:
+    """Check a header's frontend and graph against its tensors; build the :class:`Model`."""
+    where = str(path) if where is None else where
 
     from .features import FrontendConfig
     from .graph import Graph
@@ -457,6 +520,9 @@ def load(path=None) -> Model:
     stray = sorted(set(tensors) - used)
     if stray:
         raise ModelFileError(f"{where}: tensors {stray} are not used by any layer (corrupt or mis-exported file)")
+    missing = sorted(t for t in used if t not in tensors)
+    if missing:
+        raise ModelFileError(f"{where}: layers need tensors {missing[:5]} that the file does not hold")
     try:
         graph = Graph(header["layers"], tensors, input_shape=tuple(header["input"]["shape"]), output=header["output"])
     except BitnetError as e:
@@ -490,6 +556,9 @@ _models: dict = {}
 
 
 def _cached(path) -> Model:
+    if isinstance(path, (list, tuple)):
+        return load(path)
+    path = None if path is None else resolve(path)
     key = None if path is None else os.path.realpath(os.fspath(path))
     try:
         stamp = os.stat(DEFAULT_MODEL if key is None else key).st_mtime_ns

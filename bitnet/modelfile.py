@@ -97,6 +97,10 @@ _HEADER_KEYS = {
     "tensors": dict,
 }
 
+#: Optional header keys: ``members`` makes the file an ensemble (bitnet/ensemble.py);
+#: ``gate`` false turns the speech gate off by default (sound-event models).
+_OPTIONAL_KEYS = {"members": list, "gate": bool}
+
 
 # --------------------------------------------------------------------------- writing
 
@@ -292,7 +296,11 @@ def _check_header(h: dict, where: str, manifest_only: bool = False) -> None:
                 f"{where}: header {key!r} must be a JSON {typ.__name__.replace('dict', 'object').replace('list', 'array')}, "
                 f"got {type(val).__name__}"
             )
-    unknown = sorted(set(h) - set(_HEADER_KEYS))
+    for key, typ in _OPTIONAL_KEYS.items():
+        if key in h and not isinstance(h[key], typ):
+            want = "array" if typ is list else "boolean"
+            raise ModelFileError(f"{where}: header {key!r} must be a JSON {want}, got {type(h[key]).__name__}")
+    unknown = sorted(set(h) - set(_HEADER_KEYS) - set(_OPTIONAL_KEYS))
     if unknown:
         raise ModelFileError(f"{where}: header has unknown keys {unknown}")
     shape = h["input"].get("shape")
@@ -308,7 +316,12 @@ def _check_header(h: dict, where: str, manifest_only: bool = False) -> None:
         raise ModelFileError(f"{where}: header 'labels' must be a non-empty list of non-empty strings")
     if len(set(labels)) != len(labels):
         raise ModelFileError(f"{where}: header 'labels' has duplicates")
-    for i, layer in enumerate(h["layers"]):
+    graphs = [h["layers"]]
+    for k, mem in enumerate(h.get("members", [])):
+        if not isinstance(mem, dict) or not isinstance(mem.get("layers"), list):
+            raise ModelFileError(f"{where}: ensemble member {k} must be an object with a 'layers' array")
+        graphs.append(mem["layers"])
+    for i, layer in ((i, layer) for g in graphs for i, layer in enumerate(g)):
         if not isinstance(layer, dict):
             raise ModelFileError(f"{where}: layer {i} is not a JSON object")
         name = layer.get("name", f"#{i}")

@@ -25,7 +25,13 @@ def _train(args) -> int:
         distill_temp=args.distill_temp, seed=args.seed, threads=args.threads,
         eval_every=args.eval_every, progress=not args.no_progress, bn_recompute=args.bn,
         ddp=args.ddp, cache_dir=args.cache_dir,
+        init=args.init,
         command="python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    if args.folds:
+        from .folds import parse_folds, run_folds
+
+        run_folds(cfg, parse_folds(args.folds), resume=not args.restart)
+        return 0
     train(cfg, resume=not args.restart)
     return 0
 
@@ -34,7 +40,7 @@ def _export(args) -> int:
     from .export import export_run
 
     export_run(args.run, args.out, max_clips=args.max_clips, tol=args.tol,
-               which=args.checkpoint)
+               which=args.checkpoint, gate=not args.no_gate, float_twin=args.float_twin or None)
     return 0
 
 
@@ -56,7 +62,11 @@ def main(argv=None) -> int:
                    help="'fsdd', a folder of class folders, or a CSV manifest path,label[,fold]")
     t.add_argument("--split", default="official",
                    help="fsdd: official | validation (takes 5-9 of the training takes) | speaker:NAME; "
-                        "csv: fold:K | random:F; folder: random:F")
+                        "csv, esc10: fold:K | random:F; speech_commands: test | fold:K; folder: random:F")
+    t.add_argument("--folds", default="",
+                   help="train one run per fold (e.g. 1-5 or 1,2,3) into OUT/foldK and print "
+                        "mean ± std (replaces --split)")
+    t.add_argument("--init", default="", help="start from these weights (a .pt state dict)")
     t.add_argument("--model", default="digits")
     t.add_argument("--model-kwargs", default="", help='JSON, e.g. \'{"stages": [[64,1],[128,2]]}\'')
     t.add_argument("--float-twin", action="store_true", help="train the float twin instead")
@@ -97,6 +107,9 @@ def main(argv=None) -> int:
     e.add_argument("--checkpoint", default="model.pt")
     e.add_argument("--max-clips", type=int, default=0, help="0 = every test clip")
     e.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
+    e.add_argument("--no-gate", action="store_true",
+                   help="the model runs without the speech gate by default (sound-event models)")
+    e.add_argument("--float-twin", default="", help="the float twin's run dir (default RUN-float)")
     e.set_defaults(func=_export)
 
     f = sub.add_parser("finalize", help="redo a run's final batch-norm statistics")
@@ -104,6 +117,16 @@ def main(argv=None) -> int:
     f.add_argument("--bn", default="augmented", choices=["augmented", "clean", "none"])
     f.set_defaults(func=lambda a: (__import__("trainer.train", fromlist=["x"])
                                    .finalize_run(a.run, a.bn), 0)[1])
+
+    pr = sub.add_parser("prune", help="prune filters by cosine similarity, fine-tune, write a new run")
+    pr.add_argument("run")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--amount", type=float, default=0.3, help="fraction of each binary layer's filters")
+    pr.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
+    pr.add_argument("--lr", type=float, default=5e-4)
+    pr.add_argument("--seed", type=int, default=None)
+    pr.set_defaults(func=lambda a: (__import__("trainer.prune", fromlist=["x"])
+                                    .prune_run(a.run, a.out, a.amount, a.epochs, a.lr, a.seed), 0)[1])
 
     m = sub.add_parser("models", help="list the model names")
     m.set_defaults(func=_models)

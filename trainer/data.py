@@ -16,6 +16,19 @@ a folder
 a ``.csv`` manifest
     Columns ``path,label[,fold]`` (a header row is optional; relative paths are relative to
     the CSV). Split ``fold:K`` holds fold K out (ESC-50 style), ``random:F`` as above.
+``esc10``
+    ESC-10 (``$BITNET_DATA/esc10`` or ``../shared/data/esc10``): its ``esc10.csv`` with the
+    5 given folds (clips of one source recording share a fold). Split ``fold:K``.
+``speech_commands``
+    The Speech Commands v0.02 12-class test set (``$BITNET_DATA/speech_commands_v2_test``
+    or ``../shared/data/speech_commands_v2_test``; any folder holding ``_silence_`` and
+    ``_unknown_`` sub-folders is read the same way). Split **by speaker**: a speaker's
+    hash (from the file name) goes to bucket ``sha1(speaker) mod 100``; buckets 0-19 are
+    the fixed test part, buckets 20-99 four cross-validation folds of 20 buckets each.
+    Split ``test`` trains on folds 1-4 and tests on the test part; ``fold:K`` (K = 1..4)
+    trains on the other three folds and validates on fold K (the test part unused). No
+    speaker is ever on both sides. ``_silence_`` clips (background-noise segments) have
+    no speaker; each is bucketed by its file name.
 
 Clip-length policy
 ------------------
@@ -27,9 +40,10 @@ default policy). In training, as augmentation, a clip shorter than the window is
 at a random position inside a silent window (time shift) and a clip longer than the
 window is cropped at a random offset (``fit_length(y, n, offset)``).
 
-Clean (unaugmented) features are cached in ``runs/cache/<hash>.npy``, keyed by a hash of
-the frontend settings, the feature implementation and the file list (paths, sizes,
-modification times).
+Clean (unaugmented) features are cached per clip in ``runs/cache/<frontend hash>/``
+(the frontend settings and feature implementation), each keyed by the clip's path, size
+and modification time, so every split and fold of a dataset reuses them; decoded
+waveforms are memoised in the process (``load_waves``).
 """
 
 from __future__ import annotations
@@ -80,6 +94,11 @@ class Featurizer:
         self.cfg = cfg
         self._features = features
         self.impl = f"{features.__name__}/{getattr(features, '__version__', '1')}"
+
+    @property
+    def cfg_shape(self) -> tuple:
+        """``(n_mels, frames)`` of one window."""
+        return (int(self.cfg.n_mels), int(self.cfg.frames))
 
     @property
     def window(self) -> int:
@@ -267,8 +286,76 @@ def _manifest(csv_path: Path, split: str, seed: int):
     return tr, te, f"manifest {csv_path}, random {frac:.0%} held out (seed {seed})"
 
 
+def data_root(name: str) -> Path:
+    """A shared dataset folder: ``$BITNET_DATA/NAME`` or ``../shared/data/NAME``."""
+    base = os.environ.get("BITNET_DATA")
+    p = Path(base) / name if base else REPO.parent / "shared" / "data" / name
+    if not p.is_dir():
+        raise FileNotFoundError(f"dataset {name!r} not found at {p}; set BITNET_DATA or pass a path")
+    return p
+
+
+SC_TEST_BUCKETS = 20  # buckets 0..19 of 100: the fixed speaker-disjoint test part
+SC_FOLDS = 4
+
+
+def speaker_of(path) -> str:
+    """The speaker of a Speech Commands clip (``[WORD_]SPEAKER_nohash_N``), or
+    ``"noise:<file>"`` for a ``_silence_`` segment."""
+    p = Path(path)
+    if p.parent.name == "_silence_" or "_nohash_" not in p.name:
+        return f"noise:{p.stem}"
+    return p.name.split("_nohash_")[0].split("_")[-1]
+
+
+def speaker_bucket(speaker: str) -> int:
+    """``sha1(speaker) mod 100``: stable across machines and Python versions."""
+    return int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 100
+
+
+def speaker_fold(speaker: str) -> int:
+    """0 for the test part, else the cross-validation fold 1..4."""
+    b = speaker_bucket(speaker)
+    if b < SC_TEST_BUCKETS:
+        return 0
+    return 1 + (b - SC_TEST_BUCKETS) * SC_FOLDS // (100 - SC_TEST_BUCKETS)
+
+
+def _speech_commands(root: Path, split: str):
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    paths, labels, groups = [], [], []
+    for i, c in enumerate(classes):
+        for f in sorted((root / c).iterdir()):
+            if f.suffix.lower() in AUDIO_EXT:
+                paths.append(f)
+                labels.append(i)
+                groups.append(speaker_of(f))
+    full = ClipSet(paths, np.array(labels), classes, groups)
+    fold = np.array([speaker_fold(g) for g in groups])
+    split = split or "test"
+    if split == "test":
+        tr, te = fold > 0, fold == 0
+        desc = (f"Speech Commands v0.02 test set ({root}), 12 classes, split by speaker hash: "
+                "folds 1-4 train, the fixed test part (20% of speakers) test")
+    elif split.startswith("fold:") and split[5:].isdigit() and 1 <= int(split[5:]) <= SC_FOLDS:
+        k = int(split[5:])
+        tr, te = (fold > 0) & (fold != k), fold == k
+        desc = (f"Speech Commands v0.02 test set ({root}), 12 classes, split by speaker hash: "
+                f"validation fold {k} of {SC_FOLDS} (test part unused)")
+    else:
+        raise ValueError(f"split {split!r}: for speech_commands use 'test' or 'fold:K' (K = 1..{SC_FOLDS})")
+    train, test = full.subset(np.flatnonzero(tr)), full.subset(np.flatnonzero(te))
+    assert not set(train.groups) & set(test.groups), "a speaker on both sides"
+    return train, test, desc + "; Speech Commands (Warden 2018), CC BY 4.0"
+
+
 def load_dataset(data: str = "fsdd", split: str = "official", seed: int = 0):
     """Return ``(train, test, description)`` ClipSets for a data source (see module doc)."""
+    if data == "esc10":
+        tr, te, desc = _manifest(data_root("esc10") / "esc10.csv", split, seed)
+        return tr, te, "ESC-10 (Piczak 2015), CC BY 3.0: " + desc
+    if data == "speech_commands":
+        return _speech_commands(data_root("speech_commands_v2_test"), split)
     if data == "fsdd" or data.startswith("fsdd:"):
         root = data.split(":", 1)[1] if ":" in data else None
         return _fsdd(split, root)
@@ -278,45 +365,71 @@ def load_dataset(data: str = "fsdd", split: str = "official", seed: int = 0):
     if p.is_dir():
         if any(_FSDD_RE.match(f.name) for f in p.glob("*.wav")) or (p / "recordings").is_dir():
             return _fsdd(split, p)
+        if (p / "_silence_").is_dir() and (p / "_unknown_").is_dir():
+            return _speech_commands(p, split)
         return _folder(p, split, seed)
-    raise ValueError(f"--data {data!r}: expected 'fsdd', a folder of class folders or a .csv")
+    raise ValueError(f"--data {data!r}: expected 'fsdd', 'esc10', 'speech_commands', a folder of "
+                     "class folders or a .csv")
 
 
 # ---------------------------------------------------------------------------------------
 # Feature cache
 
 
-def _cache_key(feat: Featurizer, clips: ClipSet, tag: str = "") -> str:
+def _frontend_key(feat: Featurizer) -> str:
     h = hashlib.sha1()
     h.update(json.dumps(feat.cfg.to_dict(), sort_keys=True).encode())
     h.update(feat.impl.encode())
-    h.update(tag.encode())
-    for p in clips.paths:
-        st = os.stat(p)
-        h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
     return h.hexdigest()[:16]
 
 
+def _clip_key(path) -> str:
+    st = os.stat(path)
+    return hashlib.sha1(f"{Path(path).resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:20]
+
+
+# Decoded waveforms, per process: a --folds run (and the BN pass after each fold) reads
+# every clip once, not once per fold. Keyed by (path, size, mtime, sample rate).
+_WAVES: dict = {}
+
+
 def load_waves(feat: Featurizer, clips: ClipSet) -> list:
-    return [feat.load(p) for p in clips.paths]
+    """Mono float32 waveforms at the frontend's rate (memoised for this process)."""
+    out = []
+    for p in clips.paths:
+        key = (_clip_key(p), int(feat.cfg.sample_rate))
+        y = _WAVES.get(key)
+        if y is None:
+            y = _WAVES[key] = feat.load(p)
+        out.append(y)
+    return out
 
 
 def clean_features(feat: Featurizer, clips: ClipSet, cache_dir=None, waves=None) -> np.ndarray:
-    """Features of every clip, ``(N, n_mels, frames)`` float32, cached on disk."""
-    cache_dir = Path(cache_dir or REPO / "runs" / "cache")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    f = cache_dir / f"{_cache_key(feat, clips)}.npy"
-    if f.exists():
-        return np.load(f)
-    if waves is None:
-        waves = load_waves(feat, clips)
-    x = np.stack([feat(y) for y in waves]).astype(np.float32)
-    # written under a temporary name and renamed: processes training together (--ddp)
-    # may fill the same cache entry at once, and a reader must never see half a file
-    tmp = f.with_name(f"{f.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, x)
-    os.replace(tmp, f)
-    return x
+    """Features of every clip, ``(N, n_mels, frames)`` float32, cached on disk.
+
+    The cache holds one array per clip under ``<cache_dir>/<frontend hash>/``, keyed by
+    the clip's path, size and modification time, so that every split and fold of a
+    dataset (``--folds``) shares the log-mels computed once per frontend setting.
+    """
+    root = Path(cache_dir or REPO / "runs" / "cache") / _frontend_key(feat)
+    root.mkdir(parents=True, exist_ok=True)
+    keys = [_clip_key(p) for p in clips.paths]
+    out = np.empty((len(keys), *feat.cfg_shape), np.float32) if keys else \
+        np.zeros((0, *feat.cfg_shape), np.float32)
+    for i, k in enumerate(keys):
+        f = root / f"{k}.npy"
+        if f.exists():
+            out[i] = np.load(f)
+            continue
+        y = waves[i] if waves is not None else load_waves(feat, clips.subset([i]))[0]
+        out[i] = feat(y)
+        # written under a temporary name and renamed: processes training together (--ddp)
+        # may fill the same cache entry at once, and a reader must never see half a file
+        tmp = f.with_name(f"{k}.{os.getpid()}.tmp.npy")
+        np.save(tmp, out[i])
+        os.replace(tmp, f)
+    return out
 
 
 # ---------------------------------------------------------------------------------------

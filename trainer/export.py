@@ -110,7 +110,7 @@ def _git_commit() -> str:
 
 
 def export_model(model: M.Net, info: dict, out, x_check: np.ndarray, y_check=None,
-                 tol: float = 1e-4, provenance: dict | None = None, log=print) -> dict:
+                 tol: float = 1e-4, provenance: dict | None = None, log=print, gate: bool = True) -> dict:
     """Export ``model``; check it against the engine on ``x_check`` first.
 
     Parameters
@@ -174,6 +174,8 @@ def export_model(model: M.Net, info: dict, out, x_check: np.ndarray, y_check=Non
         "labels": list(info["labels"]),
         "provenance": prov,
     }
+    if not gate:
+        header["gate"] = False
     path = save_model(out, header, tensors)
     size = Path(path).stat().st_size
     log(f"wrote {path} ({size:,d} bytes)")
@@ -182,7 +184,7 @@ def export_model(model: M.Net, info: dict, out, x_check: np.ndarray, y_check=Non
 
 
 def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str = "model.pt",
-               log=print) -> dict:
+               log=print, gate: bool = True, float_twin=None) -> dict:
     """Export the run in ``run_dir`` (see the module docstring)."""
     from .train import load_run
 
@@ -199,7 +201,7 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
     x = D.clean_features(feat, test_set, info["config"].get("cache_dir") or None)
     res = info.get("result", {})
     acc = {"test": res.get("test_accuracy")}
-    twin = run_dir.parent / (run_dir.name + "-float")
+    twin = Path(float_twin) if float_twin else run_dir.parent / (run_dir.name + "-float")
     for cand in (twin, Path(str(info["config"].get("teacher") or "__none__"))):
         if (cand / "result.json").exists():
             tres = json.loads((cand / "result.json").read_text())
@@ -227,5 +229,9 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
     if desc.startswith("FSDD"):
         prov["license"] = ("weights derived from the Free Spoken Digit Dataset, "
                            "CC BY-SA 4.0; redistributed under the same license")
-    r = export_model(model, info, out, x, test_set.labels, tol=tol, provenance=prov, log=log)
+    if desc.startswith("ESC-10"):
+        prov["license"] = "weights derived from ESC-10 (Piczak 2015), CC BY 3.0"
+    elif desc.startswith("Speech Commands"):
+        prov["license"] = "weights derived from Speech Commands v0.02 (Warden 2018), CC BY 4.0"
+    r = export_model(model, info, out, x, test_set.labels, tol=tol, provenance=prov, log=log, gate=gate)
     return r

@@ -25,6 +25,7 @@ kws-bnn-m  40 x 101    qconv 64 -> bconv 64 -> maxpool 2 -> bconv 128 -> bconv 1
 digits     40 x 101    qconv 64 (affine) -> maxpool 2 -> 1 Bi-Real block 64 -> maxpool 2
                        -> 2 Bi-Real blocks 64 -> maxpool 2 -> concat x2 -> 2 Bi-Real
                        blocks 128 -> global avgpool -> dense    (the bundled FSDD model)
+kws-res    40 x 101    like digits, stem 32, stages 32/64/128 (1 block each), for keywords
 resnet-esc 64 x 216    like digits, three stages 64/128/256, for environmental sounds
 ast        40 x 101    binarized audio spectrogram transformer: qconv patch embedding,
                        N pre-LN encoder blocks, mean over tokens, dense (trainer/transformer.py)
@@ -230,37 +231,41 @@ class _Builder:
         return FloatBlock(c) if self.f else BiRealBlock(c, grad=self.grad)
 
 
-def _lc_bnn(n_classes, float_twin, **kw):
+def _lc_bnn(n_classes, float_twin, widths=(16, 16, 32, 100), **kw):
+    """``widths``: the four binary layers' output channels (smaller after pruning)."""
     b = _Builder(float_twin)
+    w0, w1, w2, w3 = widths
     return [
         b.quant(Quantizer(8)),
-        b.qconv(1, 16, "threshold"),
-        b.bconv(16, 16, "affine"),
+        b.qconv(1, w0, "threshold"),
+        b.bconv(w0, w1, "affine"),
         AvgPool(5),
-        b.sign(16),
-        b.bconv(16, 32, "affine"),
+        b.sign(w1),
+        b.bconv(w1, w2, "affine"),
         AvgPool((4, 10)),
         Flatten(),
-        b.sign(64),
-        b.bdense(64, 100, "threshold"),
-        Dense(100, n_classes),
+        b.sign(2 * w2),  # 40x51 -> 8x10 -> 2x1 positions after the two pools
+        b.bdense(2 * w2, w3, "threshold"),
+        Dense(w3, n_classes),
     ]
 
 
-def _kws_bnn_m(n_classes, float_twin, **kw):
+def _kws_bnn_m(n_classes, float_twin, widths=(64, 64, 128, 128, 256, 256), **kw):
+    """``widths``: the six binary layers' output channels (smaller after pruning)."""
     b = _Builder(float_twin)
+    w = widths
     return [
         b.quant(Quantizer(8)),
-        b.qconv(1, 64, "threshold"),
-        b.bconv(64, 64, "threshold"),
+        b.qconv(1, w[0], "threshold"),
+        b.bconv(w[0], w[1], "threshold"),
         MaxPool(2),
-        b.bconv(64, 128, "threshold"),
-        b.bconv(128, 128, "threshold"),
+        b.bconv(w[1], w[2], "threshold"),
+        b.bconv(w[2], w[3], "threshold"),
         MaxPool(2),
-        b.bconv(128, 256, "threshold"),
-        b.bconv(256, 256, "affine"),
+        b.bconv(w[3], w[4], "threshold"),
+        b.bconv(w[4], w[5], "affine"),
         GlobalAvgPool(),
-        Dense(256, n_classes),
+        Dense(w[5], n_classes),
     ]
 
 
@@ -321,6 +326,11 @@ SPECS = {
                         "bundled spoken-digit model: Bi-Real 64/64/128"),
     "ast": ModelSpec("ast", _ast, (40, 101), dict(_FSDD_FRONTEND),
                      "binarized audio spectrogram transformer (trainer/transformer.py)"),
+    "kws-res": ModelSpec(
+        "kws-res",
+        lambda n, f, **kw: _residual(n, f, **{"stem": 32, "stages": ((32, 1), (64, 1), (128, 1)), **kw}),
+        (40, 101), dict(_FSDD_FRONTEND),
+        "small Bi-Real 32/64/128 for keywords (8 kHz, 1 s; ~28M binary MACs, 1/20 of KWS-BNN-M)"),
     "resnet-esc": ModelSpec(
         "resnet-esc",
         lambda n, f, **kw: _residual(n, f, **{"stages": ((64, 2), (128, 2), (256, 2)), **kw}),

@@ -77,6 +77,7 @@ class TrainConfig:
     cache_dir: str = ""
     progress: bool = True
     ddp: bool = False  # data-parallel under torchrun (trainer.distributed)
+    init: str = ""  # a .pt file: state dict (or {"model": state dict}) to start from
     command: str = ""
 
     def to_json(self):
@@ -279,6 +280,10 @@ def _train(cfg: TrainConfig, resume: bool, log, dd) -> dict:
 
     model = M.build(cfg.model, n_classes=n_classes, float_twin=cfg.float_twin,
                     input_shape=shape, **cfg.model_kwargs)
+    if cfg.init:
+        st = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        model.load_state_dict(st.get("model", st) if isinstance(st, dict) else st)
+        log(f"initialised from {cfg.init}")
     teacher = None
     if cfg.teacher:
         teacher, tinfo = load_run(cfg.teacher)

@@ -1,0 +1,208 @@
+"""The model zoo's accuracy table, from the run directories and the shipped files.
+
+``python -m evaluation.zoo [--runs runs]`` reads the training runs listed in
+:data:`ENTRIES` (``result.json``, ``folds.json``, ``prune.json``: accuracies and the
+exact commands that made them) and runs the engine on the shipped models' test clips:
+
+* every bundled model (``bitnet.bundled_models()``) on the clips its provenance names
+  (``data``/``split``), features from the engine's own frontend, compared with the
+  accuracy recorded at export;
+* the keyword model end to end with ``predict`` (clip policy and speech gate on, as a
+  user calls it) and with the gate off, with how many clips per class the gate turned
+  into ``_silence_``.
+
+It writes ``docs/zoo.json`` and ``docs/zoo.md``. It needs the data under
+``../shared/data`` but not PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: (row name, what, run directory relative to --runs, kind: run | folds | prune)
+ENTRIES = [
+    ("keywords BNN (kws-res)", "BNN", "kw-bnn", "run"),
+    ("keywords float twin", "float", "kw-bnn-float", "run"),
+    ("ESC-10 resnet-esc BNN", "BNN", "esc-bnn", "folds"),
+    ("ESC-10 resnet-esc float twin", "float", "esc-bnn-float", "folds"),
+    ("ESC-10 BNN, no mixup (fold 1)", "BNN", "esc-bnn-nomix", "folds"),
+    ("ESC-10 BNN, no mixup, no label smoothing (fold 1)", "BNN", "esc-bnn-nomix-nols", "folds"),
+    ("LC-BNN keywords, seed 0", "BNN", "lc-s0", "run"),
+    ("LC-BNN keywords, seed 1", "BNN", "lc-s1", "run"),
+    ("LC-BNN keywords, seed 2", "BNN", "lc-s2", "run"),
+    ("LC-BNN seed 0 pruned 30 %", "pruned", "lc-s0-p30", "prune"),
+    ("LC-BNN seed 0 pruned 50 %", "pruned", "lc-s0-p50", "prune"),
+    ("LC-BNN seed 1 pruned 50 %", "pruned", "lc-s1-p50", "prune"),
+    ("LC-BNN seed 2 pruned 50 %", "pruned", "lc-s2-p50", "prune"),
+]
+
+
+def collect(runs: Path) -> list[dict]:
+    rows = []
+    for name, what, rel, kind in ENTRIES:
+        d = runs / rel
+        if kind == "folds" and (d / "folds.json").exists():
+            f = json.loads((d / "folds.json").read_text())
+            rows.append({"name": name, "what": what, "accuracy": f["mean"], "std": f["std"],
+                         "folds": {r["fold"]: r["accuracy"] for r in f["folds"]}, "command": f["command"]})
+        elif kind == "folds" and any(d.glob("fold*/result.json")):  # a cross-validation cut short
+            res = {p.parent.name[4:]: json.loads(p.read_text()) for p in sorted(d.glob("fold*/result.json"))}
+            accs = [r["test_accuracy"] for r in res.values()]
+            rows.append({"name": name + f" ({len(accs)} of 5 folds)", "what": what,
+                         "accuracy": float(np.mean(accs)), "std": float(np.std(accs)),
+                         "folds": {k: r["test_accuracy"] for k, r in res.items()},
+                         "command": next(iter(res.values()))["command"]})
+        elif kind in ("run", "prune") and (d / "result.json").exists():
+            r = json.loads((d / "result.json").read_text())
+            row = {"name": name, "what": what, "accuracy": r["test_accuracy"], "command": r["command"],
+                   "epochs": r["epochs"], "dataset": r["dataset"]}
+            if kind == "prune" and (d / "prune.json").exists():
+                p = json.loads((d / "prune.json").read_text())
+                row.update({k: p[k] for k in ("widths_before", "widths_after", "filters_before",
+                                              "filters_after", "base_accuracy", "accuracy_before_finetune")})
+            rows.append(row)
+    return rows
+
+
+def engine_checks() -> list[dict]:
+    """Every bundled model on its provenance's test clips, through the engine."""
+    import bitnet
+    from trainer import data as D
+
+    out = []
+    for name, path in bitnet.bundled_models().items():
+        m = bitnet.load(name)
+        prov = m.provenance
+        members = getattr(m, "members", [m])
+        first = members[0].provenance
+        data, split = prov.get("data", first.get("data")), prov.get("split", first.get("split"))
+        if not data:
+            continue
+        _, test, desc = D.load_dataset(data, split)
+        feat = D.Featurizer(m.frontend)
+        x = D.clean_features(feat, test)
+        pred = m.logits(x).argmax(1)
+        acc = float(np.mean(pred == test.labels))
+        row = {"model": name, "file": path.name, "bytes": path.stat().st_size, "data": data, "split": split,
+               "clips": len(test), "engine_accuracy": acc,
+               "export_check": [mm.provenance.get("engine_check") for mm in members]}
+        out.append(row)
+    return out
+
+
+def keyword_gate(name: str = "keywords") -> dict:
+    """The keyword model as users call it: ``predict`` with and without the speech gate."""
+    import bitnet
+    from trainer import data as D
+
+    m = bitnet.load(name)
+    _, test, _ = D.load_dataset(m.provenance["data"], m.provenance["split"])
+    labels = list(m.labels)
+    on = m.predict([str(p) for p in test.paths])
+    off = m.predict([str(p) for p in test.paths], gate=False)
+    truth = [labels[i] for i in test.labels]
+    per = {}
+    for t, a in zip(truth, on):
+        d = per.setdefault(t, {"clips": 0, "gated": 0})
+        d["clips"] += 1
+        d["gated"] += int(not a.speech)
+    return {"clips": len(truth),
+            "accuracy_gate_on": float(np.mean([a.label == t for a, t in zip(on, truth)])),
+            "accuracy_gate_off": float(np.mean([a.label == t for a, t in zip(off, truth)])),
+            "gated_to_silence_per_class": per}
+
+
+def make_ensemble(members, out) -> dict:
+    """Write ``members`` (.bnn files) as one ensemble file whose provenance holds its
+    engine accuracy on the members' test clips (they must share data and split)."""
+    import shlex
+    import sys
+
+    import bitnet
+    from trainer import data as D
+
+    loaded = [bitnet.load(m) for m in members]
+    data = {(m.provenance.get("data"), m.provenance.get("split")) for m in loaded}
+    if len(data) != 1:
+        raise SystemExit(f"members were tested on different data/splits: {sorted(map(str, data))}")
+    (d, split), = data
+    _, test, desc = D.load_dataset(d, split)
+    ens = bitnet.load(list(members))
+    x = D.clean_features(D.Featurizer(ens.frontend), test)
+    acc = float(np.mean(ens.logits(x).argmax(1) == test.labels))
+    singles = [float(np.mean(m.logits(x).argmax(1) == test.labels)) for m in loaded]
+    prov = {"ensemble": f"{len(loaded)} members, probabilities averaged", "data": d, "split": split,
+            "dataset": desc, "accuracy": {"test": acc, "members_test": singles},
+            "license": loaded[0].provenance.get("license", ""),
+            "command": "python -m evaluation.zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+    bitnet.save_ensemble(list(members), out, provenance=prov)
+    print(f"wrote {out}: ensemble accuracy {acc:.4f}; members {', '.join(f'{a:.4f}' for a in singles)}")
+    return prov
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def write(rows, checks, gate, out_md: Path) -> None:
+    lines = ["| model | kind | accuracy | per fold / details | command |", "|---|---|---|---|---|"]
+    for r in rows:
+        acc = _pct(r["accuracy"]) + (f" ± {100 * r['std']:.1f}" if "std" in r else "")
+        det = ", ".join(f"{k}: {100 * v:.1f}" for k, v in r.get("folds", {}).items())
+        if "widths_after" in r:
+            det = (f"filters {r['filters_before']} → {r['filters_after']} "
+                   f"({100 * (1 - r['filters_after'] / r['filters_before']):.0f} % pruned), widths "
+                   f"{r['widths_after']}; base {_pct(r['base_accuracy'])}, before fine-tuning "
+                   f"{_pct(r['accuracy_before_finetune'])}")
+        lines.append(f"| {r['name']} | {r['what']} | {acc} | {det} | `{r['command']}` |")
+    lines += ["", "Engine on the shipped files (features from the engine's frontend, the clips the "
+              "provenance names):", "", "| bundled | file | data / split | clips | engine accuracy | "
+              "export check (engine vs PyTorch) |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        ec = "; ".join(f"{e['clips']} clips, max Δlogit {e['max_abs_logit_diff']:.2g}, predictions "
+                       f"{'identical' if e['predictions_identical'] else 'DIFFER'}" for e in c["export_check"] if e)
+        lines.append(f"| `{c['model']}` | {c['file']} ({c['bytes']:,} B) | {c['data']} / {c['split']} | "
+                     f"{c['clips']} | {_pct(c['engine_accuracy'])} | {ec} |")
+    if gate:
+        lines += ["", f"Keyword model as users call it (`predict`, clip policy) on the {gate['clips']} test "
+                  f"clips: {_pct(gate['accuracy_gate_on'])} with the speech gate (default), "
+                  f"{_pct(gate['accuracy_gate_off'])} without. Clips the gate called no speech (label "
+                  "`_silence_`) per true class: " + ", ".join(
+                      f"{k} {v['gated']}/{v['clips']}" for k, v in sorted(gate["gated_to_silence_per_class"].items()))
+                  + "."]
+    out_md.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "ensemble":  # python -m evaluation.zoo ensemble OUT MEMBER...
+        make_ensemble(argv[2:], argv[1])
+        return 0
+    ap = argparse.ArgumentParser(prog="python -m evaluation.zoo", description=__doc__)
+    ap.add_argument("--runs", default=str(REPO / "runs"))
+    ap.add_argument("--no-engine", action="store_true", help="only collect the run results")
+    a = ap.parse_args(argv)
+    rows = collect(Path(a.runs))
+    checks = [] if a.no_engine else engine_checks()
+    gate = None
+    import bitnet
+
+    if not a.no_engine and "keywords" in bitnet.bundled_models():
+        gate = keyword_gate()
+    (REPO / "docs" / "zoo.json").write_text(json.dumps({"runs": rows, "engine": checks, "keywords_gate": gate},
+                                                       indent=2))
+    write(rows, checks, gate, REPO / "docs" / "zoo_accuracy.md")
+    print((REPO / "docs" / "zoo_accuracy.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
