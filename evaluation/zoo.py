@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: (row name, what, run directory relative to --runs, kind: run | folds | prune)
 ENTRIES = [
-    ("keywords BNN (kws-res)", "BNN", "kw-bnn", "run"),
+    ("keywords BNN (kws-res), 15 epochs", "BNN", "kw-bnn", "run"),
+    ("keywords BNN (kws-res), 30 epochs, distilled (shipped)", "BNN", "kw-bnn30kd", "run"),
     ("keywords float twin", "float", "kw-bnn-float", "run"),
     ("ESC-10 resnet-esc BNN", "BNN", "esc-bnn", "folds"),
     ("ESC-10 resnet-esc float twin", "float", "esc-bnn-float", "folds"),
-    ("ESC-10 BNN, no mixup (fold 1)", "BNN", "esc-bnn-nomix", "folds"),
-    ("ESC-10 BNN, no mixup, no label smoothing (fold 1)", "BNN", "esc-bnn-nomix-nols", "folds"),
+    ("ESC-10 BNN, no mixup (fold 1 only)", "BNN", "esc-bnn-nomix", "folds"),
     ("LC-BNN keywords, seed 0", "BNN", "lc-s0", "run"),
     ("LC-BNN keywords, seed 1", "BNN", "lc-s1", "run"),
     ("LC-BNN keywords, seed 2", "BNN", "lc-s2", "run"),

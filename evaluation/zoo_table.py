@@ -83,7 +83,7 @@ def measure(seconds: float = 0.5) -> list[dict]:
 
     import torch
 
-    warnings.filterwarnings("ignore", module="torch.ao")  # FX quantization's deprecation notices
+    warnings.simplefilter("ignore")  # FX quantization's deprecation notices
 
     import bitnet
     from bitnet.compare import compare
