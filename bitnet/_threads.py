@@ -98,12 +98,13 @@ class Pool:
                 if e is not None:
                     raise e
 
-    def run_conv(self, kern, x, ips, rows, out, outs) -> None:
-        """A prepared convolution in parts: ``kern(x, w, ips[0], fp, *outs)`` in this
-        thread, parts ``1 .. n−1`` as the job rows ``rows`` (from
+    def run_conv(self, kern, args, rows, out) -> None:
+        """A prepared convolution in parts: ``kern(*args)`` (input first, part 0's
+        parameter vector) in this thread, parts ``1 .. n−1`` as the job rows ``rows`` (from
         :meth:`bitnet.kernels.bconv_layer._PreparedConv.job_rows`, the input and output
         filled in here) for the pool threads' native loops."""
         jobs = self._jobs
+        x = args[0]
         xa = x.__array_interface__["data"][0]
         oa = out.__array_interface__["data"][0]
         nb = x.shape[0]
@@ -115,7 +116,7 @@ class Pool:
             jobs[1:, 15] = nb
             g = self._post()
             try:
-                kern(x, *outs)
+                kern(*args)
             finally:
                 self._wait(g)
             self.jobs += 1

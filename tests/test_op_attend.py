@@ -15,7 +15,7 @@ from bitnet.errors import ParameterError
 from bitnet.graph import Graph
 from bitnet.kernels.attend import attend_reference
 from bitnet.packing import pack_signs
-from bitnet.parallel import get_num_threads, set_num_threads
+from bitnet.testing import values_at_one_and_two_threads
 from bitnet.testing.workloads import ast, random_input
 
 
@@ -81,14 +81,7 @@ def test_graph_run_equals_reference_any_threads(batch, probs):
     layers, tensors, shape = _graph(probs)
     g = Graph(layers, tensors, shape)
     x = random_input(shape, batch=batch, seed=batch)
-    old = get_num_threads()
-    try:
-        set_num_threads(1)
-        y1, v1 = g.run(x, return_values=True)
-        set_num_threads(2)
-        y2, v2 = g.run(x, return_values=True)
-    finally:
-        set_num_threads(old)
+    y1, v1, y2, v2 = values_at_one_and_two_threads(g, x, outputs=True)
     _, vr = g.run_reference(x, return_values=True)
     np.testing.assert_array_equal(v1["b0.attend"], v2["b0.attend"])
     np.testing.assert_array_equal(y1, y2)

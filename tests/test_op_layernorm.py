@@ -12,7 +12,7 @@ from bitnet.compile import registry
 from bitnet.errors import ParameterError
 from bitnet.graph import Graph
 from bitnet.kernels.layernorm import layernorm_reference
-from bitnet.parallel import get_num_threads, set_num_threads
+from bitnet.testing import values_at_one_and_two_threads
 from bitnet.testing.workloads import ast, random_input
 
 # one float32 rounding of values of order one (float64 inside, rounded once)
@@ -68,14 +68,7 @@ def test_graph_run_equals_reference_any_threads(batch):
     layers, tensors, shape = _graph()
     g = Graph(layers, tensors, shape)
     x = random_input(shape, batch=batch, seed=batch)
-    old = get_num_threads()
-    try:
-        set_num_threads(1)
-        y1, v1 = g.run(x, return_values=True)
-        set_num_threads(2)
-        y2, v2 = g.run(x, return_values=True)
-    finally:
-        set_num_threads(old)
+    y1, v1, y2, v2 = values_at_one_and_two_threads(g, x, outputs=True)
     _, vr = g.run_reference(x, return_values=True)
     for k in ("b0.ln1", "b0.ln2", "ln"):
         np.testing.assert_array_equal(v1[k], v2[k])

@@ -149,8 +149,8 @@ class _PreparedConv:
             from .._threads import pool
 
             h, w = x.shape[1:3]
-            pool(len(ips)).run_conv(lambda x, *o: kern(x, self._w, ips[0], self.fp, *o), x, ips,
-                                    self.job_rows(h, w, len(ips), out.shape[1:]), out, outs)
+            pool(len(ips)).run_conv(kern, (x, self._w, ips[0], self.fp, *outs),
+                                    self.job_rows(h, w, len(ips), out.shape[1:]), out)
         return out
 
     def job_rows(self, h, w, n, oshape):

@@ -156,21 +156,6 @@ def codegen_path(context) -> str:
     return classify(*codegen_target(context))
 
 
-def jit_target() -> tuple[str, str, str]:
-    """``(arch, cpu_name, features)`` numba's JIT compiles for (imports llvmlite)."""
-    import llvmlite.binding as ll
-
-    name = os.environ.get("NUMBA_CPU_NAME") or ll.get_host_cpu_name()
-    feats = os.environ.get("NUMBA_CPU_FEATURES")
-    if feats is None:
-        if os.environ.get("NUMBA_CPU_NAME"):
-            feats = ""
-        else:
-            hf = ll.get_host_cpu_features()
-            feats = ",".join(("+" if v else "-") + k for k, v in hf.items())
-    return ll.get_process_triple(), name, feats
-
-
 _active = {}
 
 

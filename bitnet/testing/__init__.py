@@ -6,20 +6,21 @@ Importing this package imports nothing else (the roofline imports numba when use
 """
 
 
-def values_at_one_and_two_threads(graph, x):
+def values_at_one_and_two_threads(graph, x, outputs=False):
     """Every value of ``graph.run(x)`` by name, run with one thread and with two:
-    ``(values_1, values_2)``; the thread count is restored afterwards."""
+    ``(values_1, values_2)``, or ``(y_1, values_1, y_2, values_2)`` with the outputs when
+    ``outputs``; the thread count is restored afterwards."""
     from ..parallel import get_num_threads, set_num_threads
 
     old = get_num_threads()
     try:
         set_num_threads(1)
-        _, v1 = graph.run(x, return_values=True)
+        y1, v1 = graph.run(x, return_values=True)
         set_num_threads(2)
-        _, v2 = graph.run(x, return_values=True)
+        y2, v2 = graph.run(x, return_values=True)
     finally:
         set_num_threads(old)
-    return v1, v2
+    return (y1, v1, y2, v2) if outputs else (v1, v2)
 
 
 def cpu_flags():
