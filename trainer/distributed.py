@@ -132,5 +132,14 @@ def gather_strings(s: str) -> list[str]:
 
 
 def shutdown() -> None:
+    """Leave the group together: every rank reaches a barrier, then destroys it.
+
+    Without the barrier a rank that finishes first (rank 1, while rank 0 still writes
+    the run) tears down its gloo pairs under a peer's feet; gloo's transport threads can
+    then abort the process at exit ("terminate called without an active exception").
+    """
     if active():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
