@@ -128,6 +128,39 @@ class Gate:
             return GateResult(True, "speech", seconds, peak, floor)
         return GateResult(False, reason, seconds, peak, floor)
 
+    def voiced_windows(self, y: np.ndarray, sample_rate: int, starts, window_seconds: float) -> np.ndarray:
+        """Which model windows hold speech: at least ``min_speech`` seconds of voiced
+        frames (judged against the whole clip's noise floor) inside the window.
+
+        Parameters
+        ----------
+        y : numpy.ndarray, shape (n,)
+            The whole clip, mono, at ``sample_rate``.
+        starts : sequence of float
+            Window start times, seconds (``Prediction.window_starts``).
+        window_seconds : float
+
+        Returns
+        -------
+        numpy.ndarray of bool, shape (len(starts),)
+            All True when the gate is off.
+
+        Examples
+        --------
+        >>> y = np.zeros(24000, np.float32); y[17000:20000] = 0.3 * np.sin(np.arange(3000) / 3)
+        >>> Gate().voiced_windows(y, 8000, [0.0, 0.5, 1.0, 1.5, 2.0], 1.0).tolist()
+        [False, False, False, True, True]
+        """
+        starts = np.asarray(starts, dtype=np.float64).reshape(-1)
+        if not self.enabled:
+            return np.ones(starts.shape, bool)
+        levels = frame_levels(y, sample_rate, self.frame, self.hop)
+        voiced = self.voiced(levels, float(np.percentile(levels, self.floor_percentile)))
+        centres = np.arange(levels.shape[0]) * self.hop + self.frame / 2
+        t = centres[voiced]
+        inside = (t[None, :] >= starts[:, None]) & (t[None, :] < starts[:, None] + window_seconds)
+        return inside.sum(axis=1) * self.hop >= max(self.min_speech, 1e-9)
+
     def voiced(self, levels: np.ndarray, floor: float) -> np.ndarray:
         """Boolean mask of voiced frames for frame ``levels`` (dBFS) and a noise ``floor``."""
         return (levels >= self.min_level_db) & (levels >= floor + self.min_contrast_db)

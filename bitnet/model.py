@@ -17,9 +17,13 @@ model's sample rate (polyphase, :func:`bitnet.load_audio`). Then:
 * **a longer clip** is cut into sliding windows (:func:`bitnet.features.sliding_windows`,
   hop = half a window by default, ``hop=`` in seconds to change it); every window is
   classified and the clip's probabilities are the **mean of the per-window
-  probabilities** (arithmetic mean of softmax outputs). A mean of probabilities (rather
-  than of log-probabilities) keeps one confidently wrong window, e.g. a silent stretch,
-  from vetoing a class that other windows are sure of. The per-window probabilities and
+  probabilities over the windows that hold speech** (arithmetic mean of softmax outputs;
+  with the speech gate on, windows with less than ``Gate.min_speech`` of voiced frames
+  are left out, :attr:`Prediction.window_speech`; all windows where none holds speech or
+  the gate is off). A mean of probabilities (rather than of log-probabilities) keeps one
+  confidently wrong window from vetoing a class that other windows are sure of, and
+  leaving silent windows out keeps a short word in a long recording from being
+  outvoted by the silence around it. The per-window probabilities and
   start times are kept in :attr:`Prediction.window_probabilities` and
   :attr:`Prediction.window_starts`.
 
@@ -200,8 +204,11 @@ class Model:
             return np.zeros((0, len(self.labels)), np.float32)
         return run_graph(self.graph, x)
 
-    def _result(self, probs: np.ndarray, starts: np.ndarray, source, gate=None) -> Prediction:
-        mean = probs.mean(axis=0)
+    def _result(self, probs: np.ndarray, starts: np.ndarray, source, gate=None, window_speech=None) -> Prediction:
+        use = probs
+        if window_speech is not None and window_speech.any():
+            use = probs[window_speech]
+        mean = use.mean(axis=0)
         mean = (mean / mean.sum()).astype(np.float32)
         idx = int(np.argmax(mean))
         speech = gate is None or gate.speech
@@ -216,6 +223,7 @@ class Model:
             source=source,
             speech=speech,
             gate=gate,
+            window_speech=window_speech,
         )
 
     # ---------------------------------------------------------------- public API
@@ -268,7 +276,7 @@ class Model:
         items = list(audio) if batch else [audio]
         if batch and not items:
             return []
-        feats, starts, names, gates = [], [], [], []
+        feats, starts, names, gates, voiced = [], [], [], [], []
         for item in items:
             y = self.read_audio(item, sample_rate)
             f, s = self.windows(y, hop)
@@ -276,10 +284,12 @@ class Model:
             starts.append(s)
             names.append(_source_name(item))
             gates.append(g.check(y, self.sample_rate) if g.enabled else None)
+            many = g.enabled and f.shape[0] > 1
+            voiced.append(g.voiced_windows(y, self.sample_rate, s, self.window_seconds) if many else None)
         probs = softmax(self.logits(np.concatenate(feats) if len(feats) > 1 else feats[0]))
         out, pos = [], 0
-        for f, s, name, gr in zip(feats, starts, names, gates):
-            out.append(self._result(probs[pos : pos + f.shape[0]], s, name, gr))
+        for f, s, name, gr, v in zip(feats, starts, names, gates, voiced):
+            out.append(self._result(probs[pos : pos + f.shape[0]], s, name, gr, v))
             pos += f.shape[0]
         return out if batch else out[0]
 

@@ -63,6 +63,10 @@ class Prediction:
         hold what the model would have said, for inspection only.
     gate : bitnet.GateResult or None
         The gate's decision and its reason (None where no gate ran, e.g. ``stream``).
+    window_speech : numpy.ndarray of bool, shape (n_windows,), or None
+        For a clip longer than the window with the gate on: which windows hold speech.
+        :attr:`probabilities` is the mean over those windows only (all windows where
+        none does, or where this is None).
     """
 
     label: str
@@ -75,6 +79,7 @@ class Prediction:
     source: str | None = None
     speech: bool = True
     gate: object = None
+    window_speech: np.ndarray | None = None
 
     @property
     def probability(self) -> float:
@@ -114,6 +119,8 @@ class Prediction:
             "top_k": [[lab, round(p, 6)] for lab, p in self.top_k(k or len(self.labels))],
             "windows": int(self.window_probabilities.shape[0]),
         }
+        if self.window_speech is not None:
+            d["speech_windows"] = int(np.count_nonzero(self.window_speech))
         if self.gate is not None:
             d["gate"] = self.gate.to_dict()
         return d

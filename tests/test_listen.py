@@ -301,3 +301,43 @@ def test_show_writes_a_png(tmp_path, capsys):
     assert cli.main(["show", str(EXAMPLES[3]), "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20000
     assert "3 0." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.9, 2.2])
+def test_long_clip_averages_only_the_windows_that_hold_speech(model, rng, offset):
+    """A digit anywhere in a 3 s recording of faint noise: the clip's probabilities are the
+    mean over the windows holding the digit, not diluted by the silent windows."""
+    sr = model.sample_rate
+    d = 4
+    word = example(d)
+    y = (rng.standard_normal(3 * sr) * 10 ** (-80 / 20)).astype(np.float32)
+    start = int(offset * sr)
+    y[start : start + len(word)] += word[: len(y) - start]
+    p = model.predict(y, sample_rate=sr)
+    assert p.window_speech is not None and p.window_speech.shape == (p.window_probabilities.shape[0],)
+    assert 0 < p.window_speech.sum() < p.window_speech.size  # some windows are silent
+    voiced_starts = p.window_starts[p.window_speech]
+    end = offset + len(word) / sr
+    # every speech window overlaps the word, and some window that overlaps it is kept
+    assert np.all((voiced_starts < end) & (voiced_starts + p.window_seconds > offset))
+    want = p.window_probabilities[p.window_speech].mean(axis=0)
+    np.testing.assert_allclose(p.probabilities, want / want.sum(), rtol=1e-6)
+    assert p.label == str(d)
+    assert p.to_dict()["speech_windows"] == int(p.window_speech.sum())
+    # without the gate every window counts
+    off = model.predict(y, sample_rate=sr, gate=False)
+    assert off.window_speech is None
+    np.testing.assert_allclose(off.probabilities, off.window_probabilities.mean(axis=0)
+                               / off.window_probabilities.mean(axis=0).sum(), rtol=1e-6)
+
+
+def test_voiced_windows_need_min_speech_inside_the_window():
+    sr = 8000
+    y = np.zeros(3 * sr, np.float32)
+    y[int(1.2 * sr):int(1.5 * sr)] = 0.3 * np.sin(np.arange(int(0.3 * sr)) * 0.4)
+    starts = np.arange(0, 2.01, 0.25)
+    got = Gate().voiced_windows(y, sr, starts, 1.0)
+    # windows [s, s+1) that overlap 1.2..1.5 s by at least 30 ms
+    want = (starts < 1.5 - 0.03) & (starts + 1.0 > 1.2 + 0.03)
+    assert got.tolist() == want.tolist()
+    assert Gate(enabled=False).voiced_windows(y, sr, starts, 1.0).all()

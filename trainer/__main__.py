@@ -20,6 +20,8 @@ def _train(args) -> int:
         final_lr=args.final_lr, schedule=args.schedule, warmup_epochs=args.warmup,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         mixup=args.mixup, wave_aug=not args.no_wave_aug, noise_prob=args.noise_prob,
+        speed=args.speed, pitch=args.pitch, tempo=args.tempo, vtlp=args.vtlp,
+        reverb=args.reverb, dc=args.dc,
         spec_freq_masks=args.freq_masks, spec_time_masks=args.time_masks,
         teacher=args.teacher or "", distill_weight=args.distill_weight,
         distill_temp=args.distill_temp, seed=args.seed, threads=args.threads,
@@ -84,6 +86,16 @@ def main(argv=None) -> int:
     t.add_argument("--mixup", type=float, default=0.0)
     t.add_argument("--no-wave-aug", action="store_true")
     t.add_argument("--noise-prob", type=float, default=0.3)
+    t.add_argument("--speed", type=float, default=0.0,
+                   help="speed perturbation: resample by a factor in [1-x, 1+x] (tempo and pitch)")
+    t.add_argument("--pitch", type=float, default=0.0,
+                   help="pitch/formant shift by a factor in [1-x, 1+x], duration kept")
+    t.add_argument("--tempo", type=float, default=0.0, help="tempo: stretch the frames by [1-x, 1+x]")
+    t.add_argument("--vtlp", type=float, default=0.0,
+                   help="vocal tract length perturbation: warp the mel axis by [1-x, 1+x]")
+    t.add_argument("--reverb", type=float, default=0.0,
+                   help="probability of convolving with a synthetic room response (RT60 0.15-0.7 s)")
+    t.add_argument("--dc", type=float, default=0.0, help="DC offset, uniform in +-x times the peak")
     t.add_argument("--freq-masks", type=int, default=2)
     t.add_argument("--time-masks", type=int, default=2)
     t.add_argument("--teacher", default="", help="run dir of a trained float twin (distillation)")

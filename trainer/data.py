@@ -438,7 +438,13 @@ def clean_features(feat: Featurizer, clips: ClipSet, cache_dir=None, waves=None)
 
 @dataclass
 class WaveAug:
-    """Time shift / random crop, gain and additive noise, applied before the frontend.
+    """Augmentation applied around the frontend (the leave-one-speaker-out levers).
+
+    Waveform domain, in this order: speed perturbation or pitch shift (resampling),
+    synthetic-room reverberation, time shift / random crop into the window, gain, DC
+    offset, additive noise. Feature domain (on the log-mel the engine would compute):
+    tempo (stretch of the frame axis) and vocal-tract-length warping (stretch of the mel
+    axis). Every factor is drawn uniformly in ``[1 - x, 1 + x]``; 0 turns a lever off.
 
     With ``ref="max"`` features a pure gain changes nothing; it matters together with
     noise (the noise level is drawn relative to a fixed reference, not to the clip).
@@ -448,19 +454,95 @@ class WaveAug:
     gain_db: float = 6.0  # uniform in [-gain_db, +gain_db]
     noise_prob: float = 0.3
     snr_db: tuple = (20.0, 50.0)
+    speed: float = 0.0  # resample: tempo and pitch change together (Ko et al. 2015)
+    pitch: float = 0.0  # resample, then stretch the frames back: pitch and formants move, duration kept
+    tempo: float = 0.0  # frame-axis stretch: duration moves, spectrum kept
+    vtlp: float = 0.0  # mel-axis warp (vocal tract length perturbation, Jaitly & Hinton 2013)
+    reverb_prob: float = 0.0
+    rt60: tuple = (0.15, 0.7)  # seconds, synthetic exponentially decaying room responses
+    dc: float = 0.0  # DC offset, uniform in +-dc x the clip's peak
 
-    def __call__(self, y: np.ndarray, feat: Featurizer, rng: np.random.Generator):
+    def wave(self, y: np.ndarray, feat: Featurizer, rng: np.random.Generator):
+        """The waveform part; returns ``(window, frame stretch still to apply)``."""
+        stretch = 1.0
+        if self.speed:
+            y = resample_linear(y, rng.uniform(1 - self.speed, 1 + self.speed))
+        if self.pitch:
+            f = rng.uniform(1 - self.pitch, 1 + self.pitch)
+            y, stretch = resample_linear(y, f), f
+        if self.reverb_prob and rng.random() < self.reverb_prob:
+            y = reverberate(y, int(feat.cfg.sample_rate), rng.uniform(*self.rt60), rng)
         if self.shift:
             y = feat.random_window(y, rng)
         y = y * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
+        if self.dc:
+            y = y + np.float32(rng.uniform(-self.dc, self.dc) * (float(np.max(np.abs(y))) + 1e-9))
         if self.noise_prob and rng.random() < self.noise_prob:
             p = float(np.mean(y.astype(np.float64) ** 2)) + 1e-12
             snr = rng.uniform(*self.snr_db)
             y = y + rng.standard_normal(len(y)).astype(np.float32) * np.float32(
                 np.sqrt(p / 10 ** (snr / 10)))
-        return y.astype(np.float32)
+        return y.astype(np.float32), stretch
+
+    def __call__(self, y: np.ndarray, feat: Featurizer, rng: np.random.Generator):
+        """Augmented model input ``(n_mels, frames)`` for one clip."""
+        w, stretch = self.wave(y, feat, rng)
+        x = feat(w)
+        if self.tempo:
+            stretch *= rng.uniform(1 - self.tempo, 1 + self.tempo)
+        if stretch != 1.0:
+            x = stretch_axis(x, stretch, axis=1)
+        if self.vtlp:
+            x = stretch_axis(x, rng.uniform(1 - self.vtlp, 1 + self.vtlp), axis=0, anchor="low")
+        return x
+
+
+def resample_linear(y: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``y`` ``factor`` times faster (linear interpolation): length / factor."""
+    n = max(1, int(round(len(y) / factor)))
+    t = np.arange(n, dtype=np.float64) * factor
+    return np.interp(t, np.arange(len(y)), y).astype(np.float32)
+
+
+def reverberate(y: np.ndarray, sr: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """Convolve with a synthetic room response: a direct path plus Gaussian noise under a
+    60 dB-per-``rt60`` exponential decay (tail kept up to 0.3 s, peak level preserved)."""
+    from scipy.signal import fftconvolve
+
+    n = max(2, int(rt60 * sr))
+    t = np.arange(n) / sr
+    h = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60) * 0.3
+    h[0] = 1.0
+    out = fftconvolve(y.astype(np.float64), h)[:len(y) + int(0.3 * sr)]
+    peak = float(np.max(np.abs(out))) + 1e-12
+    return (out * (float(np.max(np.abs(y))) / peak)).astype(np.float32)
+
+
+def stretch_axis(x: np.ndarray, factor: float, axis: int, anchor: str = "centre") -> np.ndarray:
+    """Stretch a log-mel along one axis by ``factor`` (linear interpolation, same shape).
+
+    ``anchor="centre"`` keeps the middle fixed (time); ``"low"`` keeps index 0 fixed
+    (mel bands: a formant at band m moves to m x factor). Where the source falls outside,
+    the frame axis gets the clip's floor value and the mel axis its last band.
+    """
+    n = x.shape[axis]
+    c = (n - 1) / 2 if anchor == "centre" else 0.0
+    src = c + (np.arange(n) - c) / factor
+    xm = np.moveaxis(x, axis, 0)
+    if anchor == "centre":
+        floor = float(x.min())
+        padded = np.concatenate([np.full((1,) + xm.shape[1:], floor, xm.dtype), xm,
+                                 np.full((1,) + xm.shape[1:], floor, xm.dtype)])
+        pos = np.clip(src + 1, 0, n + 1)
+    else:
+        padded, pos = xm, np.clip(src, 0, n - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, len(padded) - 1)
+    w = (pos - i0).astype(np.float32).reshape((-1,) + (1,) * (xm.ndim - 1))
+    out = padded[i0] * (1 - w) + padded[i1] * w
+    return np.moveaxis(out.astype(x.dtype), 0, axis)
 
 
 def augmented_features(feat: Featurizer, waves: list, aug: WaveAug, rng) -> np.ndarray:
     """One epoch's worth of freshly augmented features, ``(N, n_mels, frames)``."""
-    return np.stack([feat(aug(y, feat, rng)) for y in waves]).astype(np.float32)
+    return np.stack([aug(y, feat, rng) for y in waves]).astype(np.float32)

@@ -63,6 +63,12 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(a, a) mixing; 0 = off
     wave_aug: bool = True  # time shift / random crop, gain, noise in the waveform domain
     noise_prob: float = 0.3
+    speed: float = 0.0  # speed perturbation, factor in [1 - x, 1 + x] (trainer.data.WaveAug)
+    pitch: float = 0.0  # pitch shift (resample + frame stretch back)
+    tempo: float = 0.0  # tempo (frame-axis stretch)
+    vtlp: float = 0.0  # vocal tract length perturbation (mel-axis warp)
+    reverb: float = 0.0  # probability of a synthetic room response
+    dc: float = 0.0  # DC offset, x the clip's peak
     spec_freq_masks: int = 2
     spec_freq_width: int = 6
     spec_time_masks: int = 2
@@ -165,7 +171,7 @@ def finalize_bn(model, cfg: TrainConfig, feat, waves, x_train: np.ndarray, mode:
         raise ValueError(f"bn_recompute={mode!r}: expected augmented, clean or none")
     rng = np.random.default_rng([cfg.seed, 1_000_003])
     gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
-    xa = D.augmented_features(feat, waves, D.WaveAug(noise_prob=cfg.noise_prob), rng) \
+    xa = D.augmented_features(feat, waves, make_aug(cfg), rng) \
         if cfg.wave_aug else x_train
     xa = torch.from_numpy(xa)[torch.randperm(len(xa), generator=gen)]
     xs = spec_augment(xa, cfg, gen).numpy()
@@ -235,6 +241,13 @@ def _plots(out: Path, rows: list, cm: np.ndarray, labels: list, title: str):
     fig.tight_layout()
     fig.savefig(out / "confusion.png", dpi=100)
     plt.close(fig)
+
+
+def make_aug(cfg: TrainConfig) -> D.WaveAug:
+    """The augmentation a config asks for (time shift, gain and noise always; the rest
+    only where its field is non-zero)."""
+    return D.WaveAug(noise_prob=cfg.noise_prob, speed=cfg.speed, pitch=cfg.pitch,
+                     tempo=cfg.tempo, vtlp=cfg.vtlp, reverb_prob=cfg.reverb, dc=cfg.dc)
 
 
 def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
@@ -324,7 +337,7 @@ def _train(cfg: TrainConfig, resume: bool, log, dd) -> dict:
     if main:
         (out / "config.json").write_text(cfg.to_json())
 
-    aug = D.WaveAug(noise_prob=cfg.noise_prob)
+    aug = make_aug(cfg)
     info = {"model": cfg.model, "model_kwargs": cfg.model_kwargs, "float_twin": cfg.float_twin,
             "labels": train_set.label_names, "frontend": fcfg.to_dict(),
             "features": feat.impl, "dataset": desc, "data": cfg.data, "split": cfg.split,
