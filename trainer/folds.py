@@ -24,8 +24,14 @@ import numpy as np
 __all__ = ["run_folds", "parse_folds"]
 
 
+SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]  # FSDD
+
+
 def parse_folds(text: str) -> list[str]:
-    """``"1,2,3"`` or ``"1-5"`` -> fold names ``["1", "2", "3"]``."""
+    """``"1,2,3"`` or ``"1-5"`` -> fold names ``["1", "2", "3"]``; ``"speakers"`` -> the six
+    FSDD speakers (leave-one-speaker-out); speaker names may also be listed."""
+    if str(text).strip() == "speakers":
+        return list(SPEAKERS)
     out = []
     for part in str(text).split(","):
         part = part.strip()
@@ -34,6 +40,9 @@ def parse_folds(text: str) -> list[str]:
         if "-" in part:
             a, b = part.split("-", 1)
             out += [str(k) for k in range(int(a), int(b) + 1)]
+        elif not part.isdigit() and part not in SPEAKERS:
+            raise ValueError(f"--folds {text!r}: {part!r} is neither a fold number nor an FSDD speaker "
+                             f"({', '.join(SPEAKERS)})")
         else:
             out.append(part)
     if not out:
@@ -42,7 +51,8 @@ def parse_folds(text: str) -> list[str]:
 
 
 def run_folds(cfg, folds, resume: bool = True, log=print) -> dict:
-    """Train ``cfg`` once per fold (``split=fold:K``, ``out=<out>/foldK``).
+    """Train ``cfg`` once per fold (``split=fold:K``, ``out=<out>/foldK``; a speaker name
+    ``S``: ``split=speaker:S``, ``out=<out>/S``).
 
     Parameters
     ----------
@@ -67,8 +77,10 @@ def run_folds(cfg, folds, resume: bool = True, log=print) -> dict:
     rows = []
     bar = tqdm(folds, desc=f"folds ({cfg.model})", disable=not cfg.progress)
     for k in bar:
-        run = out / f"fold{k}"
-        res = train(replace(cfg, split=f"fold:{k}", out=str(run)), resume=resume, log=log)
+        number = str(k).isdigit()
+        run = out / (f"fold{k}" if number else str(k))
+        split = f"fold:{k}" if number else f"speaker:{k}"
+        res = train(replace(cfg, split=split, out=str(run)), resume=resume, log=log)
         rows.append({"fold": str(k), "accuracy": res["test_accuracy"], "run": str(run),
                      "test_clips": res["test_clips"]})
         bar.set_postfix(last=f"{res['test_accuracy']:.3f}")
