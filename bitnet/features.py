@@ -19,7 +19,8 @@ Normalisation (:func:`normalize_window`): with ``ref="max"`` a window's dB value
 taken relative to its loudest bin (so the features do not depend on the recording's
 gain), then floored at ``-top_db``; with ``ref="one"`` they stay absolute (dB re 1.0)
 and are floored at ``max - top_db``. ``top_db`` is applied per window, never per clip,
-which is what lets the streaming form agree with the batch form.
+which is what lets the streaming form agree with the batch form. ``channel_norm="mean"``
+first removes each mel band's mean over the window (per-channel normalisation).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 _REFS = ("max", "one")
+_CHANNEL_NORMS = ("none", "mean")
 #: the longest model window, in frames (about 3 hours at a 10 ms hop): a bound that keeps
 #: an edited model file from asking for absurd amounts of memory
 MAX_FRAMES = 1 << 20
@@ -84,6 +86,7 @@ class FrontendConfig:
     top_db: float | None = 80.0
     ref: str = "max"  # "max": dB relative to the window's loudest bin; "one": absolute dB
     frames: int = 101  # the model's window in frames
+    channel_norm: str = "none"  # "mean": subtract each mel band's mean over the window first
 
     def __post_init__(self):
         sr = self.sample_rate
@@ -94,6 +97,8 @@ class FrontendConfig:
             raise ParameterError(f"frames must be an integer in 1..{MAX_FRAMES}, got {fr!r}")
         if self.ref not in _REFS:
             raise ParameterError(f"ref must be one of {_REFS}, got {self.ref!r}")
+        if self.channel_norm not in _CHANNEL_NORMS:
+            raise ParameterError(f"channel_norm must be one of {_CHANNEL_NORMS}, got {self.channel_norm!r}")
         top = self.top_db
         if top is not None and (
             isinstance(top, bool) or not isinstance(top, numbers.Real) or not math.isfinite(top) or top < 0
@@ -106,8 +111,15 @@ class FrontendConfig:
         )  # validates the log-mel parameters (and warms the cache)
 
     def to_dict(self) -> dict:
-        """All fields as a JSON-ready dict (the model header's ``"frontend"``)."""
-        return dataclasses.asdict(self)
+        """All fields as a JSON-ready dict (the model header's ``"frontend"``).
+
+        ``channel_norm`` is left out when it is ``"none"``, so files and feature caches
+        made before it existed keep the same header and key.
+        """
+        d = dataclasses.asdict(self)
+        if d["channel_norm"] == "none":
+            del d["channel_norm"]
+        return d
 
     @classmethod
     def from_dict(cls, d) -> FrontendConfig:
@@ -200,8 +212,10 @@ def normalize_window(feats, cfg: FrontendConfig) -> np.ndarray:
     feats : numpy.ndarray, shape (n_mels, frames) or (n, n_mels, frames)
         Unclipped dB from :func:`bitnet.log_mel` (``top_db=None``).
     cfg : FrontendConfig
-        ``ref="max"``: subtract the window's maximum; then, when ``top_db`` is set,
-        floor at ``max - top_db``.
+        ``channel_norm="mean"``: first subtract each mel band's mean over the window's
+        frames (per-channel mean normalisation: a fixed microphone or vocal-tract
+        colouring, a constant offset per band in dB, cancels). ``ref="max"``: subtract
+        the window's maximum; then, when ``top_db`` is set, floor at ``max - top_db``.
 
     Returns
     -------
@@ -211,6 +225,8 @@ def normalize_window(feats, cfg: FrontendConfig) -> np.ndarray:
     x = np.array(feats, dtype=np.float32, copy=True)
     if x.ndim not in (2, 3):
         raise ParameterError(f"features must be (n_mels, frames) or (n, n_mels, frames), got shape {x.shape}")
+    if cfg.channel_norm == "mean":
+        x -= x.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
     peak = x.max(axis=(-2, -1), keepdims=True)
     if cfg.ref == "max":
         x -= peak

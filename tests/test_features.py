@@ -46,6 +46,7 @@ def test_window_samples_gives_exactly_frames(n_fft, center):
         ({"n_fft": 0}, "n_fft"),
         ({"fmax": 6000.0}, "Nyquist"),
         ({"norm": "l1"}, "norm"),
+        ({"channel_norm": "var"}, "channel_norm"),
     ],
 )
 def test_config_validation(d, match):
@@ -82,6 +83,17 @@ def test_normalize_window():
     np.testing.assert_array_equal(out, feats - 5.0)
     stack = normalize_window(np.stack([feats, feats + 7]), FrontendConfig())
     np.testing.assert_array_equal(stack[0], stack[1])  # each window on its own
+
+
+def test_channel_norm_mean_removes_a_fixed_colouring():
+    feats = np.array([[-10.0, -30.0, -20.0], [0.0, 4.0, 2.0]], np.float32)
+    out = normalize_window(feats, FrontendConfig(channel_norm="mean"))
+    # band means -20 and 2 removed, then the window's max (10) subtracted
+    np.testing.assert_allclose(out, [[0.0, -20.0, -10.0], [-12.0, -8.0, -10.0]])
+    tilt = np.array([[6.0], [-9.0]], np.float32)  # a microphone's fixed response per band, dB
+    np.testing.assert_allclose(normalize_window(feats + tilt, FrontendConfig(channel_norm="mean")), out, atol=1e-5)
+    assert "channel_norm" not in FrontendConfig().to_dict()  # old headers and cache keys unchanged
+    assert FrontendConfig.from_dict({"channel_norm": "mean"}).to_dict()["channel_norm"] == "mean"
 
 
 def test_clip_features_is_gain_invariant(rng):
@@ -139,6 +151,7 @@ def stream_windows(cfg, hop, y, sizes):
         (FrontendConfig(frames=51, n_fft=255, hop_length=64), 100),  # hop > frames
         (FrontendConfig(frames=5, ref="one", top_db=None), 3),
         (FrontendConfig(frames=1, center=False), 2),
+        (FrontendConfig(channel_norm="mean"), 37),
     ],
 )
 def test_window_stream_equals_sliding_windows(rng, cfg, hop):

@@ -448,7 +448,8 @@ def _train(cfg: TrainConfig, resume: bool, log, dd) -> dict:
               "bn_recompute": cfg.bn_recompute, "test_accuracy_by_bn_stats": accs,
               "train_clips": len(x_train), "test_clips": len(x_test), "dataset": desc,
               "model": cfg.model, "float_twin": cfg.float_twin, "epochs": cfg.epochs,
-              "command": cfg.command,
+              "command": cfg.command, "labels": list(train_set.label_names),
+              "confusion": cm.tolist(),  # rows: true class, columns: predicted
               "parameters": int(sum(p.numel() for p in model.parameters()))}
     if cfg.ddp:
         result["ddp"] = {"world_size": world, "backend": "gloo", "state_checksums": checksums,
