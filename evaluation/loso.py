@@ -37,6 +37,7 @@ ABLATION = [
     ("vtlp", "vocal tract length perturbation ±10 % (mel warp)", "--vtlp 0.1"),
     ("reverb", "synthetic room reverberation (p 0.5, RT60 0.15-0.7 s)", "--reverb 0.5"),
     ("cmn", "per-channel (mel band) mean normalisation in the frontend", "--frontend '{\"channel_norm\": \"mean\"}'"),
+    ("noise", "pink, white or babble noise at 0-20 dB SNR on half the clips (instead of white 20-50 dB on 30 %)", "--noise mixed --snr 0,20 --noise-prob 0.5"),
     ("dc", "DC offset ±5 % of peak (gain ±6 dB is in the baseline)", "--dc 0.05"),
     ("nospec", "SpecAugment removed", "--freq-masks 0 --time-masks 0"),
     ("mixup", "mixup (Beta 0.2)", "--mixup 0.2"),

@@ -89,3 +89,24 @@ def test_speaker_folds():
     assert parse_folds("1-3") == ["1", "2", "3"]
     with pytest.raises(ValueError, match="neither a fold number nor an FSDD speaker"):
         parse_folds("georg")
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "babble"])
+def test_add_noise_hits_the_snr(kind):
+    rng = np.random.default_rng(2)
+    y = _tone(6000)
+    pool = [_tone(3000, f=f) for f in (200.0, 300.0, 700.0, 900.0, 1200.0)]
+    for snr in (0.0, 10.0, 20.0):
+        z = D.add_noise(y, kind, snr, rng, pool)
+        n = z.astype(np.float64) - y
+        got = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean(n ** 2))
+        assert abs(got - snr) < 0.01 and len(z) == len(y) and z.dtype == np.float32
+
+
+def test_mixed_noise_lever(feat):
+    y = _tone()
+    aug = D.WaveAug(noise="mixed", noise_prob=1.0, snr_db=(0.0, 0.0), gain_db=0.0, shift=False,
+                    pool=[_tone(3000, f=300.0)] * 4)
+    clean = D.WaveAug(noise_prob=0.0, gain_db=0.0, shift=False)(y, feat, np.random.default_rng(0))
+    noisy = aug(y, feat, np.random.default_rng(0))
+    assert noisy.shape == clean.shape and np.abs(noisy - clean).max() > 10.0  # 0 dB SNR is loud

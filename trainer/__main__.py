@@ -21,7 +21,8 @@ def _train(args) -> int:
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         mixup=args.mixup, wave_aug=not args.no_wave_aug, noise_prob=args.noise_prob,
         speed=args.speed, pitch=args.pitch, tempo=args.tempo, vtlp=args.vtlp,
-        reverb=args.reverb, dc=args.dc,
+        reverb=args.reverb, dc=args.dc, noise=args.noise,
+        snr=tuple(float(v) for v in args.snr.split(',')),
         spec_freq_masks=args.freq_masks, spec_time_masks=args.time_masks,
         teacher=args.teacher or "", distill_weight=args.distill_weight,
         distill_temp=args.distill_temp, seed=args.seed, threads=args.threads,
@@ -96,6 +97,10 @@ def main(argv=None) -> int:
                    help="vocal tract length perturbation: warp the mel axis by [1-x, 1+x]")
     t.add_argument("--reverb", type=float, default=0.0,
                    help="probability of convolving with a synthetic room response (RT60 0.15-0.7 s)")
+    t.add_argument("--noise", default="white", choices=["white", "mixed"],
+                   help="white: white noise in the window (the default); mixed: white, pink or babble "
+                        "(other training clips) on the clip")
+    t.add_argument("--snr", default="20,50", help="SNR range of the added noise, dB: LOW,HIGH")
     t.add_argument("--dc", type=float, default=0.0, help="DC offset, uniform in +-x times the peak")
     t.add_argument("--freq-masks", type=int, default=2)
     t.add_argument("--time-masks", type=int, default=2)

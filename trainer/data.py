@@ -461,6 +461,8 @@ class WaveAug:
     reverb_prob: float = 0.0
     rt60: tuple = (0.15, 0.7)  # seconds, synthetic exponentially decaying room responses
     dc: float = 0.0  # DC offset, uniform in +-dc x the clip's peak
+    noise: str = "white"  # "white": in the window after gain; "mixed": white, pink or babble on the clip
+    pool: list | None = field(default=None, repr=False)  # babble sources (training waveforms)
 
     def wave(self, y: np.ndarray, feat: Featurizer, rng: np.random.Generator):
         """The waveform part; returns ``(window, frame stretch still to apply)``."""
@@ -472,12 +474,15 @@ class WaveAug:
             y, stretch = resample_linear(y, f), f
         if self.reverb_prob and rng.random() < self.reverb_prob:
             y = reverberate(y, int(feat.cfg.sample_rate), rng.uniform(*self.rt60), rng)
+        if self.noise == "mixed" and self.noise_prob and rng.random() < self.noise_prob:
+            kinds = ("white", "pink", "babble") if self.pool else ("white", "pink")
+            y = add_noise(y, kinds[int(rng.integers(len(kinds)))], rng.uniform(*self.snr_db), rng, self.pool)
         if self.shift:
             y = feat.random_window(y, rng)
         y = y * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if self.dc:
             y = y + np.float32(rng.uniform(-self.dc, self.dc) * (float(np.max(np.abs(y))) + 1e-9))
-        if self.noise_prob and rng.random() < self.noise_prob:
+        if self.noise == "white" and self.noise_prob and rng.random() < self.noise_prob:
             p = float(np.mean(y.astype(np.float64) ** 2)) + 1e-12
             snr = rng.uniform(*self.snr_db)
             y = y + rng.standard_normal(len(y)).astype(np.float32) * np.float32(
@@ -495,6 +500,34 @@ class WaveAug:
         if self.vtlp:
             x = stretch_axis(x, rng.uniform(1 - self.vtlp, 1 + self.vtlp), axis=0, anchor="low")
         return x
+
+
+def add_noise(y: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator, pool=None) -> np.ndarray:
+    """``y`` plus white, pink (1/f) or babble noise (4 other clips of ``pool`` summed) at
+    ``snr_db`` below the clip's power, over the clip's length."""
+    n = len(y)
+    if kind == "white":
+        z = rng.standard_normal(n)
+    elif kind == "pink":
+        m = max(n, 2)
+        spec = np.fft.rfft(rng.standard_normal(m))
+        f = np.fft.rfftfreq(m)
+        f[0] = f[1]
+        z = np.fft.irfft(spec / np.sqrt(f), m)[:n]
+    elif kind == "babble":
+        z = np.zeros(n)
+        for i in rng.choice(len(pool), size=min(4, len(pool)), replace=False):
+            s = np.asarray(pool[i], np.float64)
+            s = s / np.sqrt(np.mean(s ** 2) + 1e-20)
+            loop = np.tile(s, -(-(n + s.size) // max(s.size, 1)))
+            start = int(rng.integers(0, max(s.size, 1)))
+            z += loop[start:start + n]
+    else:
+        raise ValueError(f"noise kind must be white, pink or babble, got {kind!r}")
+    z = z - z.mean()
+    p_y = float(np.mean(np.asarray(y, np.float64) ** 2)) + 1e-20
+    z *= np.sqrt(p_y / 10 ** (snr_db / 10) / (float(np.mean(z ** 2)) + 1e-20))
+    return (y + z).astype(np.float32)
 
 
 def resample_linear(y: np.ndarray, factor: float) -> np.ndarray:

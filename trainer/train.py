@@ -69,6 +69,8 @@ class TrainConfig:
     vtlp: float = 0.0  # vocal tract length perturbation (mel-axis warp)
     reverb: float = 0.0  # probability of a synthetic room response
     dc: float = 0.0  # DC offset, x the clip's peak
+    noise: str = "white"  # white (in the window) | mixed (white, pink or babble on the clip)
+    snr: tuple = (20.0, 50.0)  # SNR range of the added noise, dB
     spec_freq_masks: int = 2
     spec_freq_width: int = 6
     spec_time_masks: int = 2
@@ -171,7 +173,7 @@ def finalize_bn(model, cfg: TrainConfig, feat, waves, x_train: np.ndarray, mode:
         raise ValueError(f"bn_recompute={mode!r}: expected augmented, clean or none")
     rng = np.random.default_rng([cfg.seed, 1_000_003])
     gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
-    xa = D.augmented_features(feat, waves, make_aug(cfg), rng) \
+    xa = D.augmented_features(feat, waves, make_aug(cfg, waves), rng) \
         if cfg.wave_aug else x_train
     xa = torch.from_numpy(xa)[torch.randperm(len(xa), generator=gen)]
     xs = spec_augment(xa, cfg, gen).numpy()
@@ -243,11 +245,12 @@ def _plots(out: Path, rows: list, cm: np.ndarray, labels: list, title: str):
     plt.close(fig)
 
 
-def make_aug(cfg: TrainConfig) -> D.WaveAug:
+def make_aug(cfg: TrainConfig, pool=None) -> D.WaveAug:
     """The augmentation a config asks for (time shift, gain and noise always; the rest
-    only where its field is non-zero)."""
+    only where its field is non-zero); ``pool``: the training waveforms, babble sources."""
     return D.WaveAug(noise_prob=cfg.noise_prob, speed=cfg.speed, pitch=cfg.pitch,
-                     tempo=cfg.tempo, vtlp=cfg.vtlp, reverb_prob=cfg.reverb, dc=cfg.dc)
+                     tempo=cfg.tempo, vtlp=cfg.vtlp, reverb_prob=cfg.reverb, dc=cfg.dc,
+                     noise=cfg.noise, snr_db=tuple(cfg.snr), pool=pool)
 
 
 def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
@@ -337,7 +340,7 @@ def _train(cfg: TrainConfig, resume: bool, log, dd) -> dict:
     if main:
         (out / "config.json").write_text(cfg.to_json())
 
-    aug = make_aug(cfg)
+    aug = make_aug(cfg, waves)
     info = {"model": cfg.model, "model_kwargs": cfg.model_kwargs, "float_twin": cfg.float_twin,
             "labels": train_set.label_names, "frontend": fcfg.to_dict(),
             "features": feat.impl, "dataset": desc, "data": cfg.data, "split": cfg.split,
