@@ -3,7 +3,8 @@
 ``python -m evaluation.loso [--runs runs/abl]`` reads ``<runs>/<recipe>-<speaker>/result.json``
 (and ``metrics.csv``) for the recipes in :data:`ABLATION` and :data:`SIX_FOLD`, and writes
 
-* ``docs/loso.json`` — every fold's accuracy and the command that trained it;
+* ``docs/loso.json`` — every fold's accuracy and the command that trained it
+  (``docs/loso_summary.json``: the six-fold figures alone, for a model's provenance);
 * ``docs/loso.md`` — the ablation table (validation speakers, one lever at a time) and
   the six-fold table (BNN and float twin), with the goals checked;
 * ``docs/loso_curves.png`` — test accuracy per epoch of every fold of the six-fold runs;
@@ -63,11 +64,48 @@ def read_run(run: Path) -> dict | None:
             "run": str(run)}
 
 
-def collect(runs: Path, prefixes) -> dict:
+NOISY = (("pink", 10.0), ("babble", 10.0))
+
+
+def noisy_accuracy(run: Path, seed: int = 0) -> dict:
+    """Accuracy of a run's model on its held-out speaker's clips with pink and babble noise
+    at 10 dB SNR (babble: 4 clips of the fold's training speakers). A validation figure: the
+    held-out speaker, never the official test takes. Cached in ``<run>/noisy.json``."""
+    cache = run / "noisy.json"
+    if cache.exists() and cache.stat().st_mtime >= (run / "model.pt").stat().st_mtime:
+        return json.loads(cache.read_text())
+    import torch
+
+    from trainer import data as D
+    from trainer.train import load_run
+
+    torch.set_num_threads(1)
+    model, info = load_run(run)
+    feat = D.Featurizer(D.frontend_config(**info["frontend"]))
+    train_set, test_set, _ = D.load_dataset(info["data"], info["split"], 0)
+    rng = np.random.default_rng(seed)
+    pool = [feat.load(train_set.paths[i]) for i in rng.choice(len(train_set), 200, replace=False)]
+    waves = D.load_waves(feat, test_set)
+    out = {}
+    for kind, snr in NOISY:
+        r = np.random.default_rng([seed, int(snr), len(kind)])
+        x = np.stack([feat(D.add_noise(y, kind, snr, r, pool)) for y in waves]).astype(np.float32)
+        with torch.no_grad():
+            pred = torch.cat([model(torch.from_numpy(x[i:i + 250])) for i in range(0, len(x), 250)]).argmax(1)
+        out[f"{kind} {snr:g} dB"] = float((pred.numpy() == test_set.labels).mean())
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def collect(runs: Path, prefixes, noisy: bool = True) -> dict:
     out = {}
     for prefix in prefixes:
         folds = {s: read_run(runs / f"{prefix}-{s}") for s in SPEAKERS}
         folds = {s: f for s, f in folds.items() if f is not None}
+        if noisy:
+            for s, f in folds.items():
+                if s in VALIDATION:
+                    f["noisy"] = noisy_accuracy(Path(f["run"]))
         if folds:
             out[prefix] = folds
     return out
@@ -87,11 +125,14 @@ def markdown(data: dict, final: str, runs: Path) -> str:
     base = data["runs"].get("base", {})
     L += ["## Ablation: one lever at a time (validation speakers " + ", ".join(VALIDATION) + ")", "",
           "Each lever is added alone to the baseline; same schedule (12 epochs), seed 0. "
+          "The noisy columns are the same held-out speakers' clips with pink or babble noise "
+          "(4 other talkers from the fold's training speakers) at 10 dB SNR. "
           "Recipes were chosen on these two folds only, never on the official test takes. "
           "Δ is the change of the two-fold mean against the baseline (one seed: a Δ within "
           "about ±2 points is within run-to-run noise on 1,000 test clips).", "",
-          "| lever | flags | " + " | ".join(VALIDATION) + " | mean | Δ |",
-          "|---|---|" + "---|" * len(VALIDATION) + "---|---|"]
+          "| lever | flags | " + " | ".join(VALIDATION) + " | mean | Δ | "
+          + " | ".join(f"{k} {v:g} dB (mean)" for k, v in NOISY) + " |",
+          "|---|---|" + "---|" * len(VALIDATION) + "---|---|" + "---|" * len(NOISY)]
     bmean = None
     if base and all(s in base for s in VALIDATION):
         bmean = float(np.mean([base[s]["accuracy"] for s in VALIDATION]))
@@ -102,8 +143,12 @@ def markdown(data: dict, final: str, runs: Path) -> str:
         m = float(np.mean([folds[s]["accuracy"] for s in VALIDATION]))
         d = "" if bmean is None or prefix == "base" else f"{100 * (m - bmean):+.1f}"
         fl = flags or data.get("flags", {}).get(prefix, "")
+        nz = []
+        for k, v in NOISY:
+            vals = [folds[s].get("noisy", {}).get(f"{k} {v:g} dB") for s in VALIDATION]
+            nz.append(_pct(float(np.mean(vals))) if all(x is not None for x in vals) else "—")
         L.append(f"| {what} | `{fl}` | " + " | ".join(_pct(folds[s]["accuracy"]) for s in VALIDATION)
-                 + f" | {_pct(m)} | {d} |")
+                 + f" | {_pct(m)} | {d} | " + " | ".join(nz) + " |")
     not_run = [what for prefix, what, _ in ABLATION if prefix not in data["runs"]]
     if not_run:
         L += ["", "Not run: " + "; ".join(not_run) + "."]
@@ -197,6 +242,13 @@ def main(argv=None) -> int:
             "runs": {p: {s: {k: v for k, v in r.items() if k not in ("confusion", "labels")}
                          for s, r in folds.items()} for p, folds in data["runs"].items()}}
     (out / "loso.json").write_text(json.dumps(slim, indent=1) + "\n")
+    summary = {"protocol": "FSDD leave-one-speaker-out, 6 folds (500 test clips each)",
+               "bnn_recipe": (data["runs"].get(args.final, {}).get("george") or {}).get("command", ""),
+               "bnn": {s: r["accuracy"] for s, r in bnn.items()},
+               "float_twin": {s: r["accuracy"] for s, r in flt.items()},
+               **{k: data["six_fold"][k] for k in ("bnn_mean", "bnn_min", "float_mean", "float_min")},
+               "made_by": "python -m evaluation.loso (docs/loso.md)"}
+    (out / "loso_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     md = markdown(data, args.final, runs)
     (out / "loso.md").write_text(md + "\n")
     plots(data, args.final, out)

@@ -42,8 +42,15 @@ def _train(args) -> int:
 def _export(args) -> int:
     from .export import export_run
 
+    evidence = {}
+    for item in args.evidence:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--evidence expects NAME=FILE.json, got {item!r}")
+        evidence[name] = path
     export_run(args.run, args.out, max_clips=args.max_clips, tol=args.tol,
-               which=args.checkpoint, gate=not args.no_gate, float_twin=args.float_twin or None)
+               which=args.checkpoint, gate=not args.no_gate, float_twin=args.float_twin or None,
+               evidence=evidence or None)
     return 0
 
 
@@ -128,6 +135,8 @@ def main(argv=None) -> int:
     e.add_argument("--no-gate", action="store_true",
                    help="the model runs without the speech gate by default (sound-event models)")
     e.add_argument("--float-twin", default="", help="the float twin's run dir (default RUN-float)")
+    e.add_argument("--evidence", action="append", default=[], metavar="NAME=FILE",
+                   help="a JSON file of figures to record in the provenance under evidence.NAME (repeatable)")
     e.set_defaults(func=_export)
 
     f = sub.add_parser("finalize", help="redo a run's final batch-norm statistics")

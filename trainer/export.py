@@ -184,8 +184,12 @@ def export_model(model: M.Net, info: dict, out, x_check: np.ndarray, y_check=Non
 
 
 def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str = "model.pt",
-               log=print, gate: bool = True, float_twin=None) -> dict:
-    """Export the run in ``run_dir`` (see the module docstring)."""
+               log=print, gate: bool = True, float_twin=None, evidence=None) -> dict:
+    """Export the run in ``run_dir`` (see the module docstring).
+
+    ``evidence``: ``{name: path of a JSON file}``, recorded in the provenance under
+    ``"evidence"`` (e.g. the leave-one-speaker-out and robustness summaries of the recipe).
+    """
     from .train import load_run
 
     run_dir = Path(run_dir)
@@ -226,6 +230,13 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
         "trainer": {"torch": torch.__version__, "git": _git_commit(),
                     "epochs": info["config"].get("epochs"), "seed": info["config"].get("seed")},
     }
+    if evidence:
+        prov["evidence"] = {}
+        for name, path in evidence.items():
+            try:
+                prov["evidence"][name] = json.loads(Path(path).read_text())
+            except (OSError, ValueError) as exc:
+                raise ExportError(f"--evidence {name}={path}: {exc}") from None
     if desc.startswith("FSDD"):
         prov["license"] = ("weights derived from the Free Spoken Digit Dataset, "
                            "CC BY-SA 4.0; redistributed under the same license")
