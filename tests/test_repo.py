@@ -27,3 +27,13 @@ def test_engine_sources_never_import_torch():
             if re.match(r"\s*(import torch|from torch)\b", line):
                 offenders.append(f"{path.relative_to(REPO)}:{n}")
     assert not offenders, f"bitnet/ must not import torch: {offenders}"
+
+
+def test_readme_digits_table_is_generated_from_the_bundled_model():
+    """The README's digit-model table is what ``python -m evaluation.loso --readme`` makes
+    from the bundled file's provenance: a new default.bnn without regenerating it fails."""
+    from evaluation.loso import MARK_BEGIN, MARK_END, digits_table
+
+    text = (REPO / "README.md").read_text()
+    block = text[text.index(MARK_BEGIN) + len(MARK_BEGIN):text.index(MARK_END)].strip()
+    assert block == digits_table().strip()
