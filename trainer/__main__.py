@@ -23,6 +23,7 @@ def _train(args) -> int:
         speed=args.speed, pitch=args.pitch, tempo=args.tempo, vtlp=args.vtlp,
         reverb=args.reverb, dc=args.dc, noise=args.noise,
         snr=tuple(float(v) for v in args.snr.split(',')),
+        gain=tuple(float(v) for v in args.gain.split(',')),
         spec_freq_masks=args.freq_masks, spec_time_masks=args.time_masks,
         teacher=args.teacher or "", distill_weight=args.distill_weight,
         distill_temp=args.distill_temp, seed=args.seed, threads=args.threads,
@@ -108,6 +109,9 @@ def main(argv=None) -> int:
                    help="white: white noise in the window (the default); mixed: white, pink or babble "
                         "(other training clips) on the clip")
     t.add_argument("--snr", default="20,50", help="SNR range of the added noise, dB: LOW,HIGH")
+    t.add_argument("--gain", default="-6,6",
+                   help="gain range, dB: LOW,HIGH (e.g. -35,6 for quiet recordings: with ref=max "
+                        "features only the level against the zero padding changes)")
     t.add_argument("--dc", type=float, default=0.0, help="DC offset, uniform in +-x times the peak")
     t.add_argument("--freq-masks", type=int, default=2)
     t.add_argument("--time-masks", type=int, default=2)

@@ -452,6 +452,7 @@ class WaveAug:
 
     shift: bool = True
     gain_db: float = 6.0  # uniform in [-gain_db, +gain_db]
+    gain_range: tuple | None = None  # (low, high) dB instead, e.g. (-35, 6): quiet recordings
     noise_prob: float = 0.3
     snr_db: tuple = (20.0, 50.0)
     speed: float = 0.0  # resample: tempo and pitch change together (Ko et al. 2015)
@@ -479,7 +480,8 @@ class WaveAug:
             y = add_noise(y, kinds[int(rng.integers(len(kinds)))], rng.uniform(*self.snr_db), rng, self.pool)
         if self.shift:
             y = feat.random_window(y, rng)
-        y = y * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
+        lo, hi = self.gain_range if self.gain_range is not None else (-self.gain_db, self.gain_db)
+        y = y * np.float32(10 ** (rng.uniform(lo, hi) / 20))
         if self.dc:
             y = y + np.float32(rng.uniform(-self.dc, self.dc) * (float(np.max(np.abs(y))) + 1e-9))
         if self.noise == "white" and self.noise_prob and rng.random() < self.noise_prob:

@@ -71,6 +71,7 @@ class TrainConfig:
     dc: float = 0.0  # DC offset, x the clip's peak
     noise: str = "white"  # white (in the window) | mixed (white, pink or babble on the clip)
     snr: tuple = (20.0, 50.0)  # SNR range of the added noise, dB
+    gain: tuple = (-6.0, 6.0)  # gain range, dB (after the time shift: the padding stays digital zero)
     spec_freq_masks: int = 2
     spec_freq_width: int = 6
     spec_time_masks: int = 2
@@ -250,7 +251,8 @@ def make_aug(cfg: TrainConfig, pool=None) -> D.WaveAug:
     only where its field is non-zero); ``pool``: the training waveforms, babble sources."""
     return D.WaveAug(noise_prob=cfg.noise_prob, speed=cfg.speed, pitch=cfg.pitch,
                      tempo=cfg.tempo, vtlp=cfg.vtlp, reverb_prob=cfg.reverb, dc=cfg.dc,
-                     noise=cfg.noise, snr_db=tuple(cfg.snr), pool=pool)
+                     noise=cfg.noise, snr_db=tuple(cfg.snr), pool=pool,
+                     gain_range=None if tuple(cfg.gain) == (-6.0, 6.0) else tuple(cfg.gain))
 
 
 def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
