@@ -200,3 +200,41 @@ def test_manifest_esc50_layout(tmp_path):
     assert all(p.parent.name == "audio" and p.exists() for p in tr.paths + te.paths)
     with pytest.raises(ValueError, match="fold"):
         D.load_dataset(str(man), "fold:9")
+
+
+def test_levers_channel_norm_and_evidence_export(tmp_path, rng, maybe_fsdd):
+    """A run with the leave-one-speaker-out levers and per-band mean normalisation exports;
+    the file carries the frontend setting and the evidence, and the engine agrees with PyTorch."""
+    import json
+
+    import soundfile as sf
+
+    import bitnet
+
+    waves, labels = _clips(rng, maybe_fsdd, n=16)
+    rows = []
+    for i, (wv, lab) in enumerate(zip(waves, labels)):
+        p = tmp_path / f"clip{i}.wav"
+        sf.write(p, wv, 8000)
+        rows.append([p.name, f"c{lab}", str(1 + i % 2)])
+    man = tmp_path / "manifest.csv"
+    with open(man, "w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "label", "fold"], *rows])
+    run = tmp_path / "run"
+    cfg = TrainConfig(data=str(man), split="fold:1", model="digits",
+                      model_kwargs={"stages": [[64, 1]]},
+                      frontend={"frames": 31, "channel_norm": "mean"},
+                      out=str(run), epochs=1, batch_size=8, cache_dir=str(tmp_path / "cache"),
+                      vtlp=0.1, noise="mixed", snr=(0.0, 20.0), noise_prob=0.5, gain=(-35.0, 6.0),
+                      progress=False, command="pytest")
+    train(cfg, log=lambda *a: None)
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps({"bnn_mean": 0.5}))
+    out = tmp_path / "m.bnn"
+    r = E.export_run(run, out, log=lambda *a: None, evidence={"loso": str(ev)})
+    assert r["agree"] and r["max_abs_diff"] <= 1e-4
+    m = bitnet.load(out)
+    assert m.frontend.channel_norm == "mean"
+    assert m.header["provenance"]["evidence"] == {"loso": {"bnn_mean": 0.5}}
+    with pytest.raises(E.ExportError, match="evidence"):
+        E.export_run(run, tmp_path / "x.bnn", log=lambda *a: None, evidence={"loso": str(tmp_path / "none.json")})
