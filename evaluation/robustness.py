@@ -192,13 +192,15 @@ def main(argv=None):
                "ece": {x["condition"]: round(x["ece"], 4) for x in rows},
                "temperature": round(temp, 4)}
     (out / "robustness_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    md = markdown(result)
+    import os
+
+    md = markdown(result, os.path.relpath(DOCS / "gate.md", out.resolve()))
     (out / "robustness.md").write_text(md + "\n")
     plot(result, res, labels, temp, out)
     print(md)
 
 
-def markdown(r) -> str:
+def markdown(r, gate_link: str = "gate.md") -> str:
     L = [
         f"Model `{Path(r['model']).name}`, FSDD official test takes 0-4 (300 clips), made by `{r['command']}` "
         f"(seed {r['seed']}). Accuracy with the gate off is the classifier alone (a long clip: the mean over all its "
@@ -223,7 +225,7 @@ def markdown(r) -> str:
         "",
         "\"in 3 s of silence\" is `predict` on the whole 3 s recording (gate off: the mean over all its sliding "
         "windows, most of them silent; gate on: over the windows holding speech); \"cut by the gate's segmenter\" first cuts the utterance out as `bitnet listen` does. "
-        "The speech gate's own figures: [gate.md](gate.md).",
+        f"The speech gate's own figures: [gate.md]({gate_link}).",
         "",
         "![accuracy against SNR](robustness_snr.png)",
         "",
