@@ -176,8 +176,8 @@ def markdown(data: dict, final: str, runs: Path) -> str:
     if all(tot[m] for m in modes):
         L.append("| **mean over the BNN rows** | " + " | ".join(_pct(float(np.mean(tot[m]))) for m in modes) + " |")
     not_run = [what for prefix, what, _ in ABLATION if prefix not in data["runs"]]
-    if not_run:
-        L += ["", "Not run: " + "; ".join(not_run) + "."]
+    not_run.append("pretraining or multi-task training on the Speech Commands keywords")
+    L += ["", "Not run (CPU time on 2 shared cores): " + "; ".join(not_run) + "."]
     # six folds
     L += ["", f"## All six speakers: BNN (`{final}`) and float twin", "",
           "| held-out speaker | BNN | float twin |", "|---|---|---|"]
