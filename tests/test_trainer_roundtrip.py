@@ -133,11 +133,11 @@ def test_reference_workloads_export_to_valid_graphs(name):
     np.testing.assert_allclose(g.run(x), ref, atol=1e-4)
 
 
-def test_train_api_manifest_and_export_run(tmp_path, rng, maybe_fsdd):
-    """The Python API on a CSV manifest (fold column), then export_run from the run dir."""
-    waves, labels = _clips(rng, maybe_fsdd, n=16)
+def _manifest(tmp_path, rng, maybe_fsdd):
+    """16 clips written as WAV files and a CSV manifest ``path,label,fold`` (two folds)."""
     import soundfile as sf
 
+    waves, labels = _clips(rng, maybe_fsdd, n=16)
     rows = []
     for i, (wv, lab) in enumerate(zip(waves, labels)):
         p = tmp_path / f"clip{i}.wav"
@@ -146,6 +146,12 @@ def test_train_api_manifest_and_export_run(tmp_path, rng, maybe_fsdd):
     man = tmp_path / "manifest.csv"
     with open(man, "w", newline="") as fh:
         csv.writer(fh).writerows([["path", "label", "fold"], *rows])
+    return man, rows
+
+
+def test_train_api_manifest_and_export_run(tmp_path, rng, maybe_fsdd):
+    """The Python API on a CSV manifest (fold column), then export_run from the run dir."""
+    man, rows = _manifest(tmp_path, rng, maybe_fsdd)
     run = tmp_path / "run"
     cfg = TrainConfig(data=str(man), split="fold:1", model="digits",
                       model_kwargs={"stages": [[64, 1]]}, frontend={"frames": 31},
@@ -207,19 +213,9 @@ def test_levers_channel_norm_and_evidence_export(tmp_path, rng, maybe_fsdd):
     the file carries the frontend setting and the evidence, and the engine agrees with PyTorch."""
     import json
 
-    import soundfile as sf
-
     import bitnet
 
-    waves, labels = _clips(rng, maybe_fsdd, n=16)
-    rows = []
-    for i, (wv, lab) in enumerate(zip(waves, labels)):
-        p = tmp_path / f"clip{i}.wav"
-        sf.write(p, wv, 8000)
-        rows.append([p.name, f"c{lab}", str(1 + i % 2)])
-    man = tmp_path / "manifest.csv"
-    with open(man, "w", newline="") as fh:
-        csv.writer(fh).writerows([["path", "label", "fold"], *rows])
+    man, _ = _manifest(tmp_path, rng, maybe_fsdd)
     run = tmp_path / "run"
     cfg = TrainConfig(data=str(man), split="fold:1", model="digits",
                       model_kwargs={"stages": [[64, 1]]},
