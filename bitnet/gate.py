@@ -109,15 +109,24 @@ class Gate:
         >>> Gate().check(np.zeros(8000, np.float32), 8000).speech
         False
         """
+        return self._decide(frame_levels(y, sample_rate, self.frame, self.hop), y.shape[0], sample_rate)
+
+    def check_windows(self, y: np.ndarray, sample_rate: int, starts, window_seconds: float):
+        """:meth:`check` and :meth:`voiced_windows` from one pass over the frame levels:
+        ``(GateResult, mask)``."""
         levels = frame_levels(y, sample_rate, self.frame, self.hop)
+        return (self._decide(levels, y.shape[0], sample_rate),
+                self._window_mask(levels, starts, window_seconds))
+
+    def _decide(self, levels: np.ndarray, n_samples: int, sample_rate: int) -> GateResult:
         peak = float(levels.max())
         floor = float(np.percentile(levels, self.floor_percentile))
         voiced = self.voiced(levels, floor)
-        seconds = min(int(voiced.sum()) * self.hop, y.shape[0] / sample_rate)
+        seconds = min(int(voiced.sum()) * self.hop, n_samples / sample_rate)
         if not self.enabled:
             return GateResult(True, "gate off", seconds, peak, floor)
-        if y.shape[0] / sample_rate < self.min_speech:
-            reason = f"too short: the clip is {y.shape[0] / sample_rate * 1e3:.1f} ms, less than {self.min_speech * 1e3:.0f} ms"
+        if n_samples / sample_rate < self.min_speech:
+            reason = f"too short: the clip is {n_samples / sample_rate * 1e3:.1f} ms, less than {self.min_speech * 1e3:.0f} ms"
         elif peak < self.min_level_db:
             reason = f"silence: loudest frame {_db(peak)} dBFS, below {self.min_level_db:g} dBFS"
         elif peak < floor + self.min_contrast_db:
@@ -151,10 +160,12 @@ class Gate:
         >>> Gate().voiced_windows(y, 8000, [0.0, 0.5, 1.0, 1.5, 2.0], 1.0).tolist()
         [False, False, False, True, True]
         """
+        return self._window_mask(frame_levels(y, sample_rate, self.frame, self.hop), starts, window_seconds)
+
+    def _window_mask(self, levels: np.ndarray, starts, window_seconds: float) -> np.ndarray:
         starts = np.asarray(starts, dtype=np.float64).reshape(-1)
         if not self.enabled:
             return np.ones(starts.shape, bool)
-        levels = frame_levels(y, sample_rate, self.frame, self.hop)
         voiced = self.voiced(levels, float(np.percentile(levels, self.floor_percentile)))
         centres = np.arange(levels.shape[0]) * self.hop + self.frame / 2
         t = centres[voiced]

@@ -283,9 +283,14 @@ class Model:
             feats.append(f)
             starts.append(s)
             names.append(_source_name(item))
-            gates.append(g.check(y, self.sample_rate) if g.enabled else None)
-            many = g.enabled and f.shape[0] > 1
-            voiced.append(g.voiced_windows(y, self.sample_rate, s, self.window_seconds) if many else None)
+            if not g.enabled:
+                gr, mask = None, None
+            elif f.shape[0] > 1:  # one pass over the frame levels: the clip's decision and its speech windows
+                gr, mask = g.check_windows(y, self.sample_rate, s, self.window_seconds)
+            else:
+                gr, mask = g.check(y, self.sample_rate), None
+            gates.append(gr)
+            voiced.append(mask)
         probs = softmax(self.logits(np.concatenate(feats) if len(feats) > 1 else feats[0]))
         out, pos = [], 0
         for f, s, name, gr, v in zip(feats, starts, names, gates, voiced):

@@ -40,3 +40,32 @@ def _compiled_kernels():
             _aot.build()
         except RuntimeError:
             pass        # no compiler: the JIT kernels run (tests/test_aot.py skips)
+
+
+@pytest.fixture(scope="session")
+def official_accuracy(fsdd_dir):
+    """``measure(path) -> (accuracy, header)``: the engine alone (the model file's graph,
+    no torch) on the 300 FSDD official test takes, features computed once per frontend."""
+    import json
+
+    import bitnet
+    from bitnet.features import FrontendConfig, clip_features
+    from bitnet.graph import Graph
+    from bitnet.modelfile import read_model
+
+    files = sorted(f for f in fsdd_dir.glob("*.wav") if int(f.stem.split("_")[2]) <= 4)
+    assert len(files) == 300
+    labels = np.array([int(f.name[0]) for f in files])
+    features = {}
+
+    def measure(path):
+        header, tensors = read_model(path)
+        cfg = FrontendConfig.from_dict(header["frontend"])
+        key = json.dumps(cfg.to_dict(), sort_keys=True)
+        if key not in features:
+            features[key] = np.stack([clip_features(bitnet.load_audio(str(f), sr=cfg.sample_rate)[0], cfg)
+                                      for f in files])
+        g = Graph(header["layers"], tensors, input_shape=header["input"]["shape"], output=header["output"])
+        return float(np.mean(g.run(features[key]).argmax(1) == labels)), header
+
+    return measure

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 AST = Path(__file__).resolve().parents[1] / "bitnet" / "models" / "ast_digits.bnn"
@@ -35,18 +34,7 @@ def test_ast_model_provenance_and_summary():
     assert {"qconv", "tokens", "layernorm", "bmatmul", "softmax", "attend", "bconv", "dense"} <= ops
 
 
-def test_ast_model_accuracy_on_fsdd_official_test(fsdd_dir):
-    import bitnet
-    from bitnet.features import FrontendConfig, clip_features
-    from bitnet.graph import Graph
-
-    header, tensors = _read()
+def test_ast_model_accuracy_on_fsdd_official_test(official_accuracy):
+    acc, header = official_accuracy(AST)
     prov = header["provenance"]
-    cfg = FrontendConfig.from_dict(header["frontend"])
-    files = sorted(f for f in fsdd_dir.glob("*.wav") if int(f.stem.split("_")[2]) <= 4)
-    assert len(files) == 300
-    x = np.stack([clip_features(bitnet.load_audio(str(f), sr=cfg.sample_rate)[0], cfg) for f in files])
-    y = np.array([int(f.name[0]) for f in files])
-    g = Graph(header["layers"], tensors, input_shape=header["input"]["shape"], output=header["output"])
-    acc = float(np.mean(g.run(x).argmax(1) == y))
     assert acc == pytest.approx(prov["accuracy"]["test"], abs=1e-6)

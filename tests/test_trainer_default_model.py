@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 DEFAULT = Path(__file__).resolve().parents[1] / "bitnet" / "models" / "default.bnn"
@@ -38,22 +37,10 @@ ROBUST = DEFAULT.parent / "digits-robust.bnn"
 
 
 @pytest.mark.parametrize("path", [DEFAULT, ROBUST], ids=["default", "digits-robust"])
-def test_default_model_accuracy_on_fsdd_official_test(fsdd_dir, path):
-    from bitnet.features import FrontendConfig, clip_features
-    from bitnet.graph import Graph
-    from bitnet.modelfile import read_model
-    import bitnet
-
-    header, tensors = read_model(path)
+def test_default_model_accuracy_on_fsdd_official_test(official_accuracy, path):
+    acc, header = official_accuracy(path)
     prov = header["provenance"]
     assert prov.get("split") == "official", f"default model not trained on the official split: {prov.get('split')!r}"
-    cfg = FrontendConfig.from_dict(header["frontend"])
-    files = sorted(f for f in fsdd_dir.glob("*.wav") if int(f.stem.split("_")[2]) <= 4)
-    assert len(files) == 300
-    x = np.stack([clip_features(bitnet.load_audio(str(f), sr=cfg.sample_rate)[0], cfg) for f in files])
-    y = np.array([int(f.name[0]) for f in files])
-    g = Graph(header["layers"], tensors, input_shape=header["input"]["shape"], output=header["output"])
-    acc = float(np.mean(g.run(x).argmax(1) == y))
     assert acc == pytest.approx(prov["accuracy"]["test"], abs=1e-6)
     assert acc >= 0.95
 

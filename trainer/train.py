@@ -252,7 +252,7 @@ def make_aug(cfg: TrainConfig, pool=None) -> D.WaveAug:
     return D.WaveAug(noise_prob=cfg.noise_prob, speed=cfg.speed, pitch=cfg.pitch,
                      tempo=cfg.tempo, vtlp=cfg.vtlp, reverb_prob=cfg.reverb, dc=cfg.dc,
                      noise=cfg.noise, snr_db=tuple(cfg.snr), pool=pool,
-                     gain_range=None if tuple(cfg.gain) == (-6.0, 6.0) else tuple(cfg.gain))
+                     gain_range=tuple(cfg.gain))
 
 
 def train(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
