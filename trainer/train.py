@@ -39,7 +39,8 @@ from . import data as D
 from . import models as M
 from .layers import clip_latent_weights, latent_parameters
 
-__all__ = ["TrainConfig", "train", "load_run", "recompute_bn_stats", "finalize_bn", "evaluate",
+__all__ = ["TrainConfig", "train", "load_run", "fast_layout", "recompute_bn_stats", "finalize_bn",
+           "evaluate",
            "finalize_run"]
 
 
@@ -193,6 +194,14 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 2
     return acc, loss, logits.numpy()
 
 
+def fast_layout(model: nn.Module) -> nn.Module:
+    """The model with channels-last 4-D tensors, the layout training uses: oneDNN's
+    convolutions and their backward passes, batch norm and max pooling run ~1.5x faster
+    per step on one core than in NCHW. Same values up to float32 rounding (another
+    summation order); a state dict saved in either layout loads into the other."""
+    return model.to(memory_format=torch.channels_last)
+
+
 def load_run(run_dir, which: str = "model.pt"):
     """Rebuild the model of a run directory; returns ``(model, info dict)``."""
     run_dir = Path(run_dir)
@@ -302,9 +311,11 @@ def _train(cfg: TrainConfig, resume: bool, log, dd) -> dict:
         st = torch.load(cfg.init, map_location="cpu", weights_only=False)
         model.load_state_dict(st.get("model", st) if isinstance(st, dict) else st)
         log(f"initialised from {cfg.init}")
+    model = fast_layout(model)
     teacher = None
     if cfg.teacher:
         teacher, tinfo = load_run(cfg.teacher)
+        teacher = fast_layout(teacher)
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
