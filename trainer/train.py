@@ -40,8 +40,7 @@ from . import models as M
 from .layers import clip_latent_weights, latent_parameters
 
 __all__ = ["TrainConfig", "train", "load_run", "fast_layout", "recompute_bn_stats", "finalize_bn",
-           "evaluate",
-           "finalize_run"]
+           "evaluate", "finalize_run"]
 
 
 @dataclass
