@@ -211,3 +211,21 @@ def test_eval_mode_is_the_folded_engine_arithmetic(rng):
     near = y.abs() < 1e-4
     assert torch.equal(got[~near], want[~near])
     assert torch.all(got[:, 5] == -1)  # gamma = 0, beta < 0: constant -1
+
+
+def test_init_weights_keeps_a_head_of_another_size(tmp_path):
+    """Pretraining on another label set: ``--init`` takes every tensor but the classifier."""
+    from trainer.train import init_weights
+
+    src = M.build("digits", n_classes=12, input_shape=(40, 101))
+    torch.save({"model": src.state_dict()}, tmp_path / "kw.pt")
+    dst = M.build("digits", n_classes=10, input_shape=(40, 101))
+    head_before = {k: v.clone() for k, v in dst.state_dict().items()}
+    skipped = init_weights(dst, tmp_path / "kw.pt")
+    assert skipped and all(k.startswith(skipped[0].rsplit(".", 1)[0]) for k in skipped)
+    for k, v in dst.state_dict().items():
+        want = head_before[k] if k in skipped else src.state_dict()[k]
+        assert torch.equal(v, want), k
+    wide = M.build("digits", n_classes=10, input_shape=(40, 101), stem=32)
+    with pytest.raises(ValueError, match="only the classifier may differ"):
+        init_weights(wide, tmp_path / "kw.pt")

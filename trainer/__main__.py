@@ -78,7 +78,8 @@ def main(argv=None) -> int:
                    help="train one run per fold (e.g. 1-5 or 1,2,3) into OUT/foldK and print "
                         "mean ± std (replaces --split); 'speakers' (FSDD): leave-one-speaker-out "
                         "for all six speakers into OUT/SPEAKER")
-    t.add_argument("--init", default="", help="start from these weights (a .pt state dict)")
+    t.add_argument("--init", default="", help="start from these weights (a .pt state dict or a run's "
+                   "model.pt); a classifier of another size keeps its own initial weights (pretraining)")
     t.add_argument("--model", default="digits")
     t.add_argument("--model-kwargs", default="", help='JSON, e.g. \'{"stages": [[64,1],[128,2]]}\'')
     t.add_argument("--float-twin", action="store_true", help="train the float twin instead")

@@ -39,8 +39,8 @@ from . import data as D
 from . import models as M
 from .layers import clip_latent_weights, latent_parameters
 
-__all__ = ["TrainConfig", "train", "load_run", "fast_layout", "recompute_bn_stats", "finalize_bn",
-           "evaluate", "finalize_run"]
+__all__ = ["TrainConfig", "train", "load_run", "fast_layout", "init_weights", "recompute_bn_stats",
+           "finalize_bn", "evaluate", "finalize_run"]
 
 
 @dataclass
@@ -193,6 +193,24 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 2
     return acc, loss, logits.numpy()
 
 
+def init_weights(model: nn.Module, path) -> list:
+    """Load the weights of ``path`` (a state dict, ``{"model": state dict}`` or a run's
+    ``model.pt``) into ``model``; returns the names it kept from ``model`` because their
+    shapes differ there (a head for another label set: pretraining on keywords, then
+    digits). Every other tensor must be present, with the same shape."""
+    st = torch.load(path, map_location="cpu", weights_only=False)
+    st = st.get("model", st) if isinstance(st, dict) else st
+    own = model.state_dict()
+    head = list(own)[-1].rsplit(".", 1)[0] + "."      # the classifier: the last module's tensors
+    skipped = [k for k, v in st.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    other = [k for k in skipped if not k.startswith(head)]
+    if other:
+        raise ValueError(f"--init {path}: {other[0]} has shape {tuple(st[other[0]].shape)}, this model "
+                         f"{tuple(own[other[0]].shape)} (only the classifier may differ)")
+    model.load_state_dict({**st, **{k: own[k] for k in skipped}})
+    return skipped
+
+
 def fast_layout(model: nn.Module) -> nn.Module:
     """The model with channels-last 4-D tensors, the layout training uses: oneDNN's
     convolutions and their backward passes, batch norm and max pooling run ~1.5x faster
@@ -307,9 +325,9 @@ def _train(cfg: TrainConfig, resume: bool, log, dd) -> dict:
     model = M.build(cfg.model, n_classes=n_classes, float_twin=cfg.float_twin,
                     input_shape=shape, **cfg.model_kwargs)
     if cfg.init:
-        st = torch.load(cfg.init, map_location="cpu", weights_only=False)
-        model.load_state_dict(st.get("model", st) if isinstance(st, dict) else st)
-        log(f"initialised from {cfg.init}")
+        skipped = init_weights(model, cfg.init)
+        log(f"initialised from {cfg.init}"
+            + (f" (kept this model's own {', '.join(skipped)}: other shapes there)" if skipped else ""))
     model = fast_layout(model)
     teacher = None
     if cfg.teacher:
