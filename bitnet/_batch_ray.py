@@ -15,7 +15,7 @@ How the job is laid out, and why:
 * **Kernel cache.** Each actor uses ``BITNET_CACHE_DIR`` when the cluster sets it, else
   a directory on the node's local disk (:func:`node_cache_dir`), so the compiled kernels
   are built once per node (first builds that race are serialised by the lock in
-  :mod:`bitnet._aot`) and never shared between different CPUs over a network home.
+  :mod:`bitnet.compile.aot`) and never shared between different CPUs over a network home.
 * **Failures.** Ray Data restarts a dead actor and retries its tasks (its actor pools
   default to ``max_restarts=-1``, ``max_task_retries=-1``); a retried batch may
   deliver rows twice, which the driver drops by id, so the output still has exactly one row per input.

@@ -30,10 +30,10 @@ def fsdd_dir():
 
 @pytest.fixture(scope="session", autouse=True)
 def _compiled_kernels():
-    """Build this machine's ahead-of-time kernels (bitnet._aot) once, before any test: a
+    """Build this machine's ahead-of-time kernels (bitnet.compile.aot) once, before any test: a
     fresh checkout starts with an empty cache, and the first model would otherwise
     build them in the middle of a test (with a notice on stderr)."""
-    from bitnet import _aot
+    from bitnet.compile import aot as _aot
 
     if os.environ.get("BITNET_AOT", "1") != "0" and _aot.load(build=False) is None:
         try:

@@ -3,8 +3,8 @@
 The kernels and the layout they use are described in :mod:`bitnet.kernels.bconv`;
 this module prepares a layer for them (re-tiled weight blocks, the int64 parameter
 vector, threshold bounds) and calls the compiled kernel through
-:mod:`bitnet.kernels._registry`, so it does not import numba itself (with the
-ahead-of-time kernels of :mod:`bitnet._aot`, a model runs without numba).
+:mod:`bitnet.compile.registry`, so it does not import numba itself (with the
+ahead-of-time kernels of :mod:`bitnet.compile.aot`, a model runs without numba).
 """
 
 from __future__ import annotations

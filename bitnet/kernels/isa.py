@@ -25,7 +25,7 @@ across paths; the tests force each x86 path with ``NUMBA_CPU_NAME``.
 
 Which path: from the target CPU of the compiled code. For numba's JIT that is the host
 CPU, or ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when set; for the ahead-of-time
-module (:mod:`bitnet._aot`) the CPU it was built for. :func:`classify` maps a CPU name
+module (:mod:`bitnet.compile.aot`) the CPU it was built for. :func:`classify` maps a CPU name
 and feature string to a path; :func:`active` asks the kernels actually in use (the
 ``isa_code`` kernel returns the path it was compiled for), so layer preparation and
 kernels can never disagree.

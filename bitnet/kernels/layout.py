@@ -2,7 +2,7 @@
 
 Shared by the kernels (:mod:`._common`, :mod:`.bconv`, :mod:`.qconv`) and by the
 layer preparation (:mod:`.bconv_layer`, :mod:`.qconv_layer`), which must not import
-numba: with the ahead-of-time kernels (:mod:`bitnet._aot`) a model runs without it.
+numba: with the ahead-of-time kernels (:mod:`bitnet.compile.aot`) a model runs without it.
 """
 
 from __future__ import annotations

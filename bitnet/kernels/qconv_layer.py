@@ -1,7 +1,7 @@
 """First-layer (k-bit levels × binary weights) preparation, in pure Python.
 
 The kernel is described in :mod:`bitnet.kernels.qconv`; this module prepares a layer
-for it and calls it through :mod:`bitnet.kernels._registry` (no numba import here).
+for it and calls it through :mod:`bitnet.compile.registry` (no numba import here).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import carray
 
-from .._jit import jit
+from ..compile.options import jit
 from ._common import load_acquire, store_release, voidptr_at
 from .bconv import _bconv_kernel
 from .qconv import _qconv_kernel
