@@ -436,8 +436,9 @@ class Model:
 
 
 #: Bundled models by name (files under ``bitnet/models/``); ``digits`` is the default.
+#: ``digits-robust`` was a separate noise-robust model until that recipe became the default.
 MODELS_DIR = DEFAULT_MODEL.parent
-_ALIASES = {"digits": "default", "default": "default"}
+_ALIASES = {"digits": "default", "default": "default", "digits-robust": "default"}
 
 
 def bundled_models() -> dict:

@@ -183,6 +183,18 @@ def export_model(model: M.Net, info: dict, out, x_check: np.ndarray, y_check=Non
             "path": str(path), "bytes": size}
 
 
+def _license(desc: str) -> str:
+    """The licence line for weights trained on the dataset a run describes ("" if unknown)."""
+    if desc.startswith("FSDD"):
+        return ("weights derived from the Free Spoken Digit Dataset, "
+                "CC BY-SA 4.0; redistributed under the same license")
+    if desc.startswith("ESC-10"):
+        return "weights derived from ESC-10 (Piczak 2015), CC BY 3.0"
+    if desc.startswith("Speech Commands"):
+        return "weights derived from Speech Commands v0.02 (Warden 2018), CC BY 4.0"
+    return ""
+
+
 def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str = "model.pt",
                log=print, gate: bool = True, float_twin=None, evidence=None) -> dict:
     """Export the run in ``run_dir`` (see the module docstring).
@@ -237,12 +249,17 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
                 prov["evidence"][name] = json.loads(Path(path).read_text())
             except (OSError, ValueError) as exc:
                 raise ExportError(f"--evidence {name}={path}: {exc}") from None
-    if desc.startswith("FSDD"):
-        prov["license"] = ("weights derived from the Free Spoken Digit Dataset, "
-                           "CC BY-SA 4.0; redistributed under the same license")
-    if desc.startswith("ESC-10"):
-        prov["license"] = "weights derived from ESC-10 (Piczak 2015), CC BY 3.0"
-    elif desc.startswith("Speech Commands"):
-        prov["license"] = "weights derived from Speech Commands v0.02 (Warden 2018), CC BY 4.0"
+    lic = _license(desc)
+    if lic:
+        prov["license"] = lic
+    init = info["config"].get("init")
+    if lic and init:      # pretrained weights carry their dataset's terms too
+        try:
+            ck = torch.load(init, map_location="cpu", weights_only=False)
+            pre = _license((ck.get("info") or {}).get("dataset", "")) if isinstance(ck, dict) else ""
+        except OSError:
+            pre = ""
+        prov["license"] = lic + ("; initialised from " + pre.replace("weights derived from", "weights pretrained on", 1)
+                                 if pre else f"; initialised from {init} (its terms apply too)")
     r = export_model(model, info, out, x, test_set.labels, tol=tol, provenance=prov, log=log, gate=gate)
     return r
