@@ -234,3 +234,14 @@ def test_levers_channel_norm_and_evidence_export(tmp_path, rng, maybe_fsdd):
     assert m.header["provenance"]["evidence"] == {"loso": {"bnn_mean": 0.5}}
     with pytest.raises(E.ExportError, match="evidence"):
         E.export_run(run, tmp_path / "x.bnn", log=lambda *a: None, evidence={"loso": str(tmp_path / "none.json")})
+
+
+def test_licence_names_the_pretraining_data(tmp_path):
+    """Weights that started from another dataset's run carry both datasets' terms."""
+    fsdd = "FSDD official split (takes 0-4 test)"
+    assert "CC BY-SA 4.0" in E.run_license(fsdd) and "initialised" not in E.run_license(fsdd)
+    torch.save({"model": {}, "info": {"dataset": "Speech Commands v0.02 test set, 12 classes"}}, tmp_path / "kw.pt")
+    lic = E.run_license(fsdd, str(tmp_path / "kw.pt"))
+    assert lic.startswith(E.run_license(fsdd)) and "pretrained on Speech Commands v0.02 (Warden 2018), CC BY 4.0" in lic
+    assert "its terms apply too" in E.run_license(fsdd, str(tmp_path / "missing.pt"))
+    assert E.run_license("a folder of clips") == ""

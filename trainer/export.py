@@ -195,6 +195,22 @@ def _license(desc: str) -> str:
     return ""
 
 
+def run_license(desc: str, init: str | None = None) -> str:
+    """The licence line of a run on the dataset ``desc`` whose weights started from the run
+    checkpoint ``init`` (pretraining): both datasets' terms are named."""
+    lic = _license(desc)
+    if not (lic and init):
+        return lic
+    try:
+        ck = torch.load(init, map_location="cpu", weights_only=False)
+        pre = _license((ck.get("info") or {}).get("dataset", "")) if isinstance(ck, dict) else ""
+    except OSError:
+        pre = ""
+    if pre:
+        return lic + "; initialised from " + pre.replace("weights derived from", "weights pretrained on", 1)
+    return lic + f"; initialised from {init} (its terms apply too)"
+
+
 def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str = "model.pt",
                log=print, gate: bool = True, float_twin=None, evidence=None) -> dict:
     """Export the run in ``run_dir`` (see the module docstring).
@@ -249,17 +265,8 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
                 prov["evidence"][name] = json.loads(Path(path).read_text())
             except (OSError, ValueError) as exc:
                 raise ExportError(f"--evidence {name}={path}: {exc}") from None
-    lic = _license(desc)
+    lic = run_license(desc, info["config"].get("init"))
     if lic:
         prov["license"] = lic
-    init = info["config"].get("init")
-    if lic and init:      # pretrained weights carry their dataset's terms too
-        try:
-            ck = torch.load(init, map_location="cpu", weights_only=False)
-            pre = _license((ck.get("info") or {}).get("dataset", "")) if isinstance(ck, dict) else ""
-        except OSError:
-            pre = ""
-        prov["license"] = lic + ("; initialised from " + pre.replace("weights derived from", "weights pretrained on", 1)
-                                 if pre else f"; initialised from {init} (its terms apply too)")
     r = export_model(model, info, out, x, test_set.labels, tol=tol, provenance=prov, log=log, gate=gate)
     return r
