@@ -65,6 +65,9 @@ AST = ("ast", "astf")
 #: rows whose runs finished after the six-fold recipe was fixed (reported, not used to choose)
 AFTER_CHOICE = {"distill", "pitch", "reverb", "mixup", "nospec", "tempo", "dc", "wide", "fd", "ffloat", "kw"}
 
+#: rows that add one lever to the six-fold recipe (their Δ is also given against the recipe's row)
+ON_RECIPE = {"kw", "fd"}
+
 #: more six-fold columns beside the recipe and the float twin, where all their folds ran
 SIX_FOLD_EXTRA = [("kw", "BNN, recipe + keyword pretraining")]
 
@@ -173,6 +176,9 @@ def markdown(data: dict, final: str, runs: Path) -> str:
             continue
         m = float(np.mean([folds[s]["accuracy"] for s in VALIDATION]))
         d = "" if bmean is None or prefix == "base" else f"{100 * (m - bmean):+.1f}"
+        rec = data["runs"].get("final", {})
+        if prefix in ON_RECIPE and all(s in rec for s in VALIDATION):
+            d += f" ({100 * (m - float(np.mean([rec[s]['accuracy'] for s in VALIDATION]))):+.1f} on the recipe)"
         fl = flags or data.get("flags", {}).get(prefix, "")
         nz = []
         for k, v in NOISY:
