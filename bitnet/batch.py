@@ -217,8 +217,10 @@ def _run_local(todo, emit, cfg, workers: int, chunk: int):
                 while pending or inflight:
                     # a few chunks queued per worker: enough to keep them busy, bounded memory
                     while pending and len(inflight) < 4 * workers:
-                        c = pending.pop()
-                        inflight[ex.submit(_run_chunk, c)] = c
+                        # submit raises BrokenProcessPool once a worker has died: the chunk
+                        # leaves `pending` only when it is in flight, or it would be lost
+                        fut = ex.submit(_run_chunk, pending[-1])
+                        inflight[fut] = pending.pop()
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for f in done:
                         rows = f.result()  # raises BrokenProcessPool while f is still in flight

@@ -177,6 +177,28 @@ def test_local_pool_survives_a_killed_worker(tmp_path, fsdd_dir):
     assert sorted(ids) == sorted(clips)
 
 
+def test_local_pool_loses_no_chunk_when_submit_finds_the_pool_broken(tmp_path, monkeypatch):
+    """A worker that dies between two submissions makes ``submit`` raise: the chunk being
+    submitted must be redone by the fresh pool, not dropped."""
+    import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
+
+    calls = []
+
+    class Flaky(cf.ProcessPoolExecutor):
+        def submit(self, *a, **k):
+            calls.append(1)
+            if len(calls) == 3:  # the first pool breaks at its third submission
+                raise BrokenProcessPool("a worker died")
+            return super().submit(*a, **k)
+
+    monkeypatch.setattr(cf, "ProcessPoolExecutor", Flaky)
+    out = tmp_path / "out.jsonl"
+    s = bitnet.batch(EXAMPLES, out, workers=1, chunk_size=2, progress=False)
+    assert len(calls) > 5 and s.written == 10
+    assert sorted(r["id"] for r in _jsonl(out)) == sorted(str(p) for p in EXAMPLES.glob("*.wav"))
+
+
 def test_fsspec_urls(tmp_path, reference):
     pytest.importorskip("fsspec")
     url = "file://" + str(EXAMPLES)
