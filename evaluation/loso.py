@@ -403,8 +403,8 @@ def evidence(runs: Path, prefix: str) -> dict:
     got = collect(runs, [prefix], noisy=False).get(prefix, {})
     if len(got) != len(SPEAKERS):
         raise SystemExit(f"{prefix}: {len(got)} of {len(SPEAKERS)} folds in {runs}")
-    fprefix = next(p for p in ("ffloat", "float") if len(collect(runs, [p], noisy=False).get(p, {})) == len(SPEAKERS))
-    flt = collect(runs, [fprefix], noisy=False)[fprefix]
+    floats = {p: collect(runs, [p], noisy=False).get(p, {}) for p in ("ffloat", "float")}
+    flt = next(f for f in floats.values() if len(f) == len(SPEAKERS))
     b, f = _fold_stats(got), _fold_stats(flt)
     return {"protocol": "FSDD leave-one-speaker-out, 6 folds (500 test clips each)",
             "bnn_recipe": got["george"]["command"], "float_twin_recipe": flt["george"]["command"],
@@ -470,10 +470,10 @@ def main(argv=None) -> int:
                           "bnn_mean": st["mean"], "bnn_min": st["min"]}
     if any(p in data["runs"] for p in AST):
         bnn_a, flt_a = (data["runs"].get(p, {}) for p in AST)
+        sb, sf = _fold_stats(bnn_a), _fold_stats(flt_a)
         summary["ast"] = {"bnn": {s: r["accuracy"] for s, r in bnn_a.items()},
                           "float_twin": {s: r["accuracy"] for s, r in flt_a.items()},
-                          "bnn_mean": _fold_stats(bnn_a)["mean"], "bnn_min": _fold_stats(bnn_a)["min"],
-                          "float_mean": _fold_stats(flt_a)["mean"], "float_min": _fold_stats(flt_a)["min"]}
+                          "bnn_mean": sb["mean"], "bnn_min": sb["min"], "float_mean": sf["mean"], "float_min": sf["min"]}
     (out / "loso_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     md = markdown(data, args.final, runs)
     (out / "loso.md").write_text(md + "\n")
