@@ -227,18 +227,16 @@ def markdown(data: dict, final: str, runs: Path) -> str:
                  + "".join(f"{_pct(data['runs'][p][s]['accuracy'])} | " for p, _ in extra)
                  + f"{_pct(flt.get(s, {}).get('accuracy'))} |")
     summ = data["six_fold"]
-    L.append(f"| **mean** | **{_pct(summ['bnn_mean'])}** | "
-             + "".join(f"**{_pct(_fold_stats(data['runs'][p])['mean'])}** | " for p, _ in extra)
+    xs = [_fold_stats(data["runs"][p]) for p, _ in extra]
+    L.append(f"| **mean** | **{_pct(summ['bnn_mean'])}** | " + "".join(f"**{_pct(x['mean'])}** | " for x in xs)
              + f"**{_pct(summ['float_mean'])}** |")
-    L.append(f"| worst speaker | {_pct(summ['bnn_min'])} | "
-             + "".join(f"{_pct(_fold_stats(data['runs'][p])['min'])} | " for p, _ in extra)
+    L.append(f"| worst speaker | {_pct(summ['bnn_min'])} | " + "".join(f"{_pct(x['min'])} | " for x in xs)
              + f"{_pct(summ['float_min'])} |")
     if extra:
         L += ["", "Recipe + keyword pretraining: the same flags from the keyword run's weights "
               "(the ablation row above); it was run on all six folds after its two validation folds."]
     best = max([(summ["bnn_mean"], summ["bnn_min"], summ["bnn_folds"])]
-               + [(_fold_stats(data["runs"][p])["mean"], _fold_stats(data["runs"][p])["min"], len(SPEAKERS))
-                  for p, _ in extra], key=lambda t: -1 if t[0] is None else t[0])
+               + [(x["mean"], x["min"], x["folds"]) for x in xs], key=lambda t: -1 if t[0] is None else t[0])
     L += ["", "Goals (the best BNN column): BNN mean ≥ 92 % — " + _verdict(best[0], 0.92, best[2])
           + "; no speaker below 85 % — " + _verdict(best[1], 0.85, best[2])
           + "; float twin mean ≥ 95 % — " + _verdict(summ["float_mean"], 0.95, summ["float_folds"]) + ".",

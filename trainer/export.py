@@ -183,31 +183,32 @@ def export_model(model: M.Net, info: dict, out, x_check: np.ndarray, y_check=Non
             "path": str(path), "bytes": size}
 
 
-def _license(desc: str) -> str:
-    """The licence line for weights trained on the dataset a run describes ("" if unknown)."""
-    if desc.startswith("FSDD"):
-        return ("weights derived from the Free Spoken Digit Dataset, "
-                "CC BY-SA 4.0; redistributed under the same license")
-    if desc.startswith("ESC-10"):
-        return "weights derived from ESC-10 (Piczak 2015), CC BY 3.0"
-    if desc.startswith("Speech Commands"):
-        return "weights derived from Speech Commands v0.02 (Warden 2018), CC BY 4.0"
-    return ""
+#: (description prefix, dataset, licence, redistribution note) of the datasets runs name
+_TERMS = [("FSDD", "the Free Spoken Digit Dataset", "CC BY-SA 4.0", "; redistributed under the same license"),
+          ("ESC-10", "ESC-10 (Piczak 2015)", "CC BY 3.0", ""),
+          ("Speech Commands", "Speech Commands v0.02 (Warden 2018)", "CC BY 4.0", "")]
+
+
+def _terms(desc: str):
+    return next((t for t in _TERMS if desc.startswith(t[0])), None)
 
 
 def run_license(desc: str, init: str | None = None) -> str:
-    """The licence line of a run on the dataset ``desc`` whose weights started from the run
-    checkpoint ``init`` (pretraining): both datasets' terms are named."""
-    lic = _license(desc)
-    if not (lic and init):
+    """The licence line of a run on the dataset ``desc`` ("" if unknown) whose weights
+    started from the run checkpoint ``init`` (pretraining): both datasets' terms are named."""
+    t = _terms(desc)
+    if t is None:
+        return ""
+    lic = f"weights derived from {t[1]}, {t[2]}{t[3]}"
+    if not init:
         return lic
     try:
         ck = torch.load(init, map_location="cpu", weights_only=False)
-        pre = _license((ck.get("info") or {}).get("dataset", "")) if isinstance(ck, dict) else ""
+        pre = _terms((ck.get("info") or {}).get("dataset", "")) if isinstance(ck, dict) else None
     except OSError:
-        pre = ""
+        pre = None
     if pre:
-        return lic + "; initialised from " + pre.replace("weights derived from", "weights pretrained on", 1)
+        return lic + f"; initialised from weights pretrained on {pre[1]}, {pre[2]}"
     return lic + f"; initialised from {init} (its terms apply too)"
 
 
