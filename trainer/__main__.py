@@ -37,6 +37,10 @@ def _train(args) -> int:
         run_folds(cfg, parse_folds(args.folds), resume=not args.restart)
         return 0
     train(cfg, resume=not args.restart)
+    if cfg.ddp:  # the group is gone and the run written: skip the process teardown
+        from .distributed import leave
+
+        leave(0)
     return 0
 
 
