@@ -18,9 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
 from ..compile.options import jit
 from ..packing import unpack_signs
-from ._common import popcount
+from . import isa
+from ._common import _bcast, _intp, _is_arr, _prefer_512, _ptr, _scalar, popcount
 
 __all__ = ["attend_reference"]
 
@@ -42,30 +48,113 @@ def attend_reference(p, v, channels, heads, probs="real", tau=None):
     return out
 
 
+_F64 = ir.DoubleType()
+
+
+def _prow(nv, rows):
+    """Intrinsic ``prow(vf, voff, vstep, pf, poff, pstep, n, acc)``: for each ``r < rows``,
+    ``acc[r·8nv : +8nv] = Σ_{j<n} pf[poff + r·pstep + j] · vf[voff + j·vstep : +8nv]`` in
+    float64, ``j`` in order (one fused multiply-add per term where the path has one, else
+    multiply then add). The ``rows × nv`` accumulators of 8 lanes stay in vector
+    registers across the loop, independent chains that keep the FMA units busy (the
+    vectoriser leaves such a loop scalar, its accumulators in memory)."""
+
+    @intrinsic
+    def prow(typingctx, vf, voff, vstep, pf, poff, pstep, n, acc):
+        if not (_is_arr(vf, types.float64) and _is_arr(pf, types.float64) and _is_arr(acc, types.float64)
+                and all(isinstance(a, types.Integer) for a in (voff, vstep, poff, pstep, n))):
+            return None
+
+        def codegen(context, builder, sig, args):
+            _prefer_512(context, builder.function)
+            vty = ir.VectorType(_F64, 8)
+            if isa.PATHS[isa.codegen_path(context)]["fma"]:
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                                    "llvm.fma.v8f64")
+
+                def fma(a, b, c):
+                    return builder.call(fn, [a, b, c])
+            else:
+                def fma(a, b, c):
+                    return builder.fadd(builder.fmul(a, b), c)
+            voff_, vstep_, poff_, pstep_, n_ = (_intp(context, builder, args[i], sig.args[i])
+                                                for i in (1, 2, 4, 5, 6))
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None)) for _ in range(rows * nv)]
+            with cgutils.for_range(builder, n_) as loop:
+                j = loop.index
+                base = builder.add(voff_, builder.mul(j, vstep_))
+                ws = [builder.load(_ptr(context, builder, sig.args[0], args[0],
+                                        builder.add(base, ir.Constant(base.type, 8 * q)), vty), align=8)
+                      for q in range(nv)]
+                for r in range(rows):
+                    at = builder.add(builder.add(poff_, j), builder.mul(pstep_, ir.Constant(j.type, r)))
+                    pb = _bcast(builder, _scalar(context, builder, sig.args[3], args[3], at, _F64), vty)
+                    for q in range(nv):
+                        a = accs[r * nv + q]
+                        builder.store(fma(pb, ws[q], builder.load(a)), a)
+            for k, a in enumerate(accs):
+                dst = _ptr(context, builder, sig.args[7], args[7], ir.Constant(voff_.type, 8 * k), vty)
+                builder.store(builder.load(a), dst, align=8)
+            return context.get_dummy_value()
+
+        return types.none(vf, voff, vstep, pf, poff, pstep, n, acc), codegen
+
+    return prow
+
+
+_prow4x2 = _prow(4, 2)   # 32 channels × 2 rows: 8 chains
+_prow1x2 = _prow(1, 2)
+_prow4x1 = _prow(4, 1)
+_prow1x1 = _prow(1, 1)
+
+
 @jit()
 def _attend_real_kernel(p, v, d, out):
-    """``p (N, H, T, S)`` real × ``v (N, S, Cw)`` ±1 → ``out (N, T, C)`` (float64 sums)."""
+    """``p (N, H, T, S)`` real × ``v (N, S, Cw)`` ±1 → ``out (N, T, C)`` (float64 sums).
+
+    Per head, the values become a float64 ``(S, dp)`` table (``dp`` = ``d`` rounded up
+    to 8; the padding lanes are 0 and never stored) and the probabilities a float64
+    ``(T, S)`` one; output rows are then made two at a time (the last one alone) in
+    blocks of 32 or 8 channels by :func:`_prow`, each summed over ``s`` in order."""
     nb, heads, t, s_n = p.shape
-    channels = heads * d
-    vf = np.empty((s_n, channels), np.float64)     # the ±1 values (x·±1 is exact)
-    acc = np.empty((t, d), np.float64)
+    dp = (d + 7) & ~7
+    vf = np.zeros(s_n * dp, np.float64)
+    pf = np.empty(t * s_n, np.float64)
+    acc = np.empty(64, np.float64)
     for n in range(nb):
-        for j in range(s_n):
-            for ch in range(channels):
-                neg = (v[n, j, ch >> 6] >> np.uint64(ch & 63)) & np.uint64(1)
-                vf[j, ch] = -1.0 if neg else 1.0
         for h in range(heads):
-            acc[:, :] = 0.0
-            for j in range(s_n):                   # every (t, c) sums over s in order
-                vr = vf[j, h * d:(h + 1) * d]
-                for i in range(t):
-                    pj = np.float64(p[n, h, i, j])
-                    ai = acc[i]
-                    for c in range(d):
-                        ai[c] += pj * vr[c]
-            for i in range(t):
+            c0 = h * d
+            for j in range(s_n):
                 for c in range(d):
-                    out[n, i, h * d + c] = np.float32(acc[i, c])
+                    ch = c0 + c
+                    neg = (v[n, j, ch >> 6] >> np.uint64(ch & 63)) & np.uint64(1)
+                    vf[j * dp + c] = -1.0 if neg else 1.0
+            for i in range(t):
+                for j in range(s_n):
+                    pf[i * s_n + j] = p[n, h, i, j]
+            for i in range(0, t, 2):
+                two = i + 1 < t
+                cb = 0
+                while cb < d:
+                    if dp - cb >= 32:
+                        w = 32
+                        if two:
+                            _prow4x2(vf, cb, dp, pf, i * s_n, s_n, s_n, acc)
+                        else:
+                            _prow4x1(vf, cb, dp, pf, i * s_n, s_n, s_n, acc)
+                    else:
+                        w = 8
+                        if two:
+                            _prow1x2(vf, cb, dp, pf, i * s_n, s_n, s_n, acc)
+                        else:
+                            _prow1x1(vf, cb, dp, pf, i * s_n, s_n, s_n, acc)
+                    m = min(w, d - cb)
+                    for q in range(m):
+                        out[n, i, c0 + cb + q] = np.float32(acc[q])
+                    if two:
+                        for q in range(m):
+                            out[n, i + 1, c0 + cb + q] = np.float32(acc[w + q])
+                    cb += w
 
 
 @jit()
