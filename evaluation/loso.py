@@ -52,9 +52,14 @@ ABLATION = [
      "--epochs 24 --vtlp 0.1 --noise mixed --snr 0,20 --noise-prob 0.5 --init runs/abl/kwpre/model.pt"),
     ("fd", "the six-fold recipe + distillation from the fold's float twin (baseline recipe)",
      "--epochs 24 --vtlp 0.1 --noise mixed --snr 0,20 --noise-prob 0.5 --teacher runs/abl/float-SPEAKER"),
+    ("kwns", "keyword pretraining + the six-fold recipe, SpecAugment removed",
+     "--epochs 24 --vtlp 0.1 --noise mixed --snr 0,20 --noise-prob 0.5 --freq-masks 0 --time-masks 0 "
+     "--init runs/abl/kwpre/model.pt"),
     ("float", "float twin (baseline recipe)", "--float-twin"),
     ("ffloat", "float twin, the six-fold recipe (VTLP + mixed noise, 24 epochs)",
      "--float-twin --epochs 24 --vtlp 0.1 --noise mixed --snr 0,20 --noise-prob 0.5"),
+    ("ffns", "float twin, the six-fold recipe, SpecAugment removed",
+     "--float-twin --epochs 24 --vtlp 0.1 --noise mixed --snr 0,20 --noise-prob 0.5 --freq-masks 0 --time-masks 0"),
 ]
 
 #: the spectrogram transformer's six folds (issue: the transformer's leave-one-speaker-out mean):
@@ -63,13 +68,19 @@ AST = ("ast", "astf")
 
 
 #: rows whose runs finished after the six-fold recipe was fixed (reported, not used to choose)
-AFTER_CHOICE = {"distill", "pitch", "reverb", "mixup", "nospec", "tempo", "dc", "wide", "fd", "ffloat", "kw"}
+AFTER_CHOICE = {"distill", "pitch", "reverb", "mixup", "nospec", "tempo", "dc", "wide", "fd", "ffloat", "kw", "kwns", "ffns"}
 
 #: rows that add one lever to the six-fold recipe (their Δ is also given against the recipe's row)
-ON_RECIPE = {"kw", "fd"}
+ON_RECIPE = {"kw", "fd", "kwns"}
 
 #: more six-fold columns beside the recipe and the float twin, where all their folds ran
-SIX_FOLD_EXTRA = [("kw", "BNN, recipe + keyword pretraining")]
+SIX_FOLD_EXTRA = [("kw", "BNN, recipe + keyword pretraining"),
+                  ("kwns", "BNN, recipe + keyword pretraining, SpecAugment off"),
+                  ("ffloat", "float twin, recipe"),
+                  ("ffns", "float twin, recipe, SpecAugment off")]
+
+#: the float-twin rows (left out of the BNN rows' means)
+FLOAT_ROWS = {"float", "ffloat", "ffns"}
 
 #: the keyword pretraining run (``--init`` of the "kw" rows)
 KW_PRETRAIN = "kwpre"
@@ -205,7 +216,7 @@ def markdown(data: dict, final: str, runs: Path) -> str:
         for m in modes:
             vals = [folds[s]["by_bn"].get(m) for s in VALIDATION]
             ok = all(v is not None for v in vals)
-            if ok and prefix != "float":
+            if ok and prefix not in FLOAT_ROWS:
                 tot[m].append(float(np.mean(vals)))
             cells.append(_pct(float(np.mean(vals))) if ok else "—")
         L.append(f"| {what} | " + " | ".join(cells) + " |")
