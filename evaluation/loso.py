@@ -66,6 +66,12 @@ ABLATION = [
 #: (BNN prefix, float twin prefix), the shipped ``ast_digits.bnn`` recipe on every fold
 AST = ("ast", "astf")
 
+#: more transformer columns (their folds as far as they ran): (prefix, column title)
+AST_EXTRA = [("astkw", "AST BNN, keyword pretraining")]
+
+#: the transformer's keyword pretraining run (``--init`` of the "astkw" runs)
+AST_KW_PRETRAIN = "astkwpre"
+
 
 #: rows whose runs finished after the six-fold recipe was fixed (reported, not used to choose)
 AFTER_CHOICE = {"distill", "pitch", "reverb", "mixup", "nospec", "tempo", "dc", "wide", "fd", "ffloat", "kw", "kwns", "ffns"}
@@ -270,16 +276,37 @@ def ast_section(data: dict) -> list:
         return []
     cmd = next((f["command"] for f in bnn.values()), "")
     fcmd = next((f["command"] for f in flt.values()), "")
+    extra = [(p, t, data["runs"][p]) for p, t in AST_EXTRA if data["runs"].get(p)]
     L = ["", "## The spectrogram transformer (`--model ast`): all six speakers", "",
          "The recipe of the bundled `ast_digits.bnn` on every fold (fixed on the official split's "
          "validation takes before these runs): the float twin 40 epochs, then the BNN 80 epochs "
-         "with distillation from that fold's float twin. Commands: BNN `" + cmd + "`; float twin `" + fcmd + "`.",
-         "", "| held-out speaker | AST BNN | AST float twin |", "|---|---|---|"]
+         "with distillation from that fold's float twin. Commands: BNN `" + cmd + "`; float twin `" + fcmd + "`."]
+    for p, t, folds in extra:
+        L += ["", f"{t}: the same recipe from the weights of `{AST_KW_PRETRAIN}` (a lever tried on the validation "
+              f"speakers {', '.join(VALIDATION)} first). Command: `{next(iter(folds.values()))['command']}`."]
+        pre = data.get("ast_kw_pretrain")
+        if pre:
+            L[-1] += (f" The pretraining run (`{pre['command']}`) reached {_pct(pre['accuracy'])} on the Speech "
+                      "Commands test part (speakers disjoint from its training speakers).")
+    L += ["", "| held-out speaker | AST BNN | " + "".join(f"{t} | " for _, t, _ in extra) + "AST float twin |",
+          "|---|---|" + "---|" * len(extra) + "---|"]
     for s in SPEAKERS:
-        L.append(f"| {s} | {_pct(bnn.get(s, {}).get('accuracy'))} | {_pct(flt.get(s, {}).get('accuracy'))} |")
+        L.append(f"| {s} | {_pct(bnn.get(s, {}).get('accuracy'))} | "
+                 + "".join(f"{_pct(folds.get(s, {}).get('accuracy'))} | " for _, _, folds in extra)
+                 + f"{_pct(flt.get(s, {}).get('accuracy'))} |")
     b, f = _fold_stats(bnn), _fold_stats(flt)
-    L.append(f"| **mean** | **{_pct(b['mean'])}** ({b['folds']} folds) | **{_pct(f['mean'])}** ({f['folds']} folds) |")
-    L.append(f"| worst speaker | {_pct(b['min'])} | {_pct(f['min'])} |")
+    xs = [_fold_stats(folds) for _, _, folds in extra]
+    L.append(f"| **mean** | **{_pct(b['mean'])}** ({b['folds']} folds) | "
+             + "".join(f"**{_pct(x['mean'])}** ({x['folds']} folds) | " for x in xs)
+             + f"**{_pct(f['mean'])}** ({f['folds']} folds) |")
+    L.append(f"| worst speaker | {_pct(b['min'])} | " + "".join(f"{_pct(x['min'])} | " for x in xs)
+             + f"{_pct(f['min'])} |")
+    if extra:
+        val = [s for s in VALIDATION if all(s in folds for _, _, folds in extra) and s in bnn]
+        if val:
+            L.append(f"| mean of {', '.join(val)} | {_pct(float(np.mean([bnn[s]['accuracy'] for s in val])))} | "
+                     + "".join(f"{_pct(float(np.mean([folds[s]['accuracy'] for s in val])))} | " for _, _, folds in extra)
+                     + f"{_pct(float(np.mean([flt[s]['accuracy'] for s in val if s in flt])) if all(s in flt for s in val) else None)} |")
     return L
 
 
@@ -445,11 +472,14 @@ def main(argv=None) -> int:
         print(t)
         return 0
     runs, out = Path(args.runs), Path(args.out)
-    prefixes = [p for p, _, _ in ABLATION] + [args.final, *AST]
+    prefixes = [p for p, _, _ in ABLATION] + [args.final, *AST] + [p for p, _ in AST_EXTRA]
     data = {"runs": collect(runs, dict.fromkeys(prefixes)), "flags": json.loads(args.flags)}
     kwp = read_run(runs / KW_PRETRAIN)
     if kwp:
         data["kw_pretrain"] = {"accuracy": kwp["accuracy"], "command": kwp["command"]}
+    akp = read_run(runs / AST_KW_PRETRAIN)
+    if akp:
+        data["ast_kw_pretrain"] = {"accuracy": akp["accuracy"], "command": akp["command"]}
     bnn, flt = data["runs"].get(args.final, {}), data["runs"].get("float", {})
     b = [bnn[s]["accuracy"] for s in SPEAKERS if s in bnn]
     f = [flt[s]["accuracy"] for s in SPEAKERS if s in flt]
@@ -462,6 +492,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     slim = {"final": args.final, "validation_speakers": VALIDATION, "six_fold": data["six_fold"],
             "flags": data["flags"], "kw_pretrain": data.get("kw_pretrain"),
+            "ast_kw_pretrain": data.get("ast_kw_pretrain"),
             "runs": {p: {s: {k: v for k, v in r.items() if k not in ("confusion", "labels")}
                          for s, r in folds.items()} for p, folds in data["runs"].items()}}
     (out / "loso.json").write_text(json.dumps(slim, indent=1) + "\n")
