@@ -245,3 +245,11 @@ def test_licence_names_the_pretraining_data(tmp_path):
     assert lic.startswith(E.run_license(fsdd)) and "pretrained on Speech Commands v0.02 (Warden 2018), CC BY 4.0" in lic
     assert "its terms apply too" in E.run_license(fsdd, str(tmp_path / "missing.pt"))
     assert E.run_license("a folder of clips") == ""
+    torch.save({"model": {}, "info": {"dataset": "Speech Commands v0.02 test set, 12 classes",
+                                      "config": {"command": "python -m trainer train --data speech_commands"},
+                                      "result": {"test_accuracy": 0.69}}}, tmp_path / "kw2.pt")
+    assert E.pretraining(str(tmp_path / "kw2.pt")) == {
+        "checkpoint": str(tmp_path / "kw2.pt"), "dataset": "Speech Commands v0.02 test set, 12 classes",
+        "command": "python -m trainer train --data speech_commands", "test_accuracy": 0.69}
+    assert E.pretraining(str(tmp_path / "missing.pt")) == {"checkpoint": str(tmp_path / "missing.pt")}
+    assert E.pretraining(None) == {}
