@@ -281,12 +281,13 @@ def ast_section(data: dict) -> list:
     fcmd = next((f["command"] for f in flt.values()), "")
     extra = [(p, t, data["runs"][p]) for p, t in AST_EXTRA if data["runs"].get(p)]
     L = ["", "## The spectrogram transformer (`--model ast`): all six speakers", "",
-         "The recipe of the bundled `ast_digits.bnn` on every fold (fixed on the official split's "
-         "validation takes before these runs): the float twin 40 epochs, then the BNN 80 epochs "
-         "with distillation from that fold's float twin. Commands: BNN `" + cmd + "`; float twin `" + fcmd + "`."]
+         "The transformer's recipe on every fold (fixed on the official split's validation takes "
+         "before these runs): the float twin 40 epochs, then the BNN 80 epochs with distillation "
+         "from that fold's float twin. Commands: BNN `" + cmd + "`; float twin `" + fcmd + "`."]
     for p, t, folds in extra:
-        L += ["", f"{t}: the same recipe from the weights of `{AST_KW_PRETRAIN}` (a lever tried on the validation "
-              f"speakers {', '.join(VALIDATION)} first). Command: `{next(iter(folds.values()))['command']}`."]
+        L += ["", f"{t} (the recipe of the bundled `ast_digits.bnn`): the same recipe from the weights of "
+              f"`{AST_KW_PRETRAIN}`, tried on the validation speakers {', '.join(VALIDATION)} first, then on "
+              f"the other four. Command: `{next(iter(folds.values()))['command']}`."]
         pre = data.get("ast_kw_pretrain")
         if pre:
             L[-1] += (f" The pretraining run (`{pre['command']}`) reached {_pct(pre['accuracy'])} on the Speech "
