@@ -16,7 +16,8 @@
 #   4. inside the root: `bitnet compile` (the ahead-of-time module; skipped with --jit, and
 #      BITNET_AOT=0 when it fails), the kernel agreement tests (the small tier of
 #      tests/test_kernels.py, tests/test_fusion.py, tests/test_packing.py, and
-#      tests/test_blas_cores.py: stream == whole file on ARM64's BLAS), and
+#      tests/test_blas_cores.py: stream == whole file on ARM64's BLAS; tests/test_op_attend.py: the
+#      transformer's explicit float64 vector intrinsic), and
 #      `bitnet infer --json --logits examples/`;
 #   5. the same infer command on this machine (with $BITNET_HOST_PYTHON, default the
 #      checkout's .venv/bin/python, else python3; it must import bitnet), then
@@ -181,7 +182,7 @@ tests_result=skipped
 if [ $tests = 1 ]; then
     t=$(now)
     say "kernel agreement tests in the root"
-    if in_root sh -c "cd /src && python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_fusion.py tests/test_packing.py tests/test_blas_cores.py" \
+    if in_root sh -c "cd /src && python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_fusion.py tests/test_packing.py tests/test_blas_cores.py tests/test_op_attend.py" \
             > "$OUT/pytest.log" 2>&1; then
         tests_result="$(tail -n 1 "$OUT/pytest.log") ($(since "$t") s)"
     else
