@@ -12,7 +12,8 @@ one run on this machine, for every bundled model (``bitnet.bundled_models()``):
 
 Parameters, MACs, binary MACs and bytes come from the engine's own counts
 (:mod:`bitnet.compare`); accuracy from each file's provenance (``test`` for the binary
-model, ``float_twin_test`` for the float twin; INT8 accuracy was not measured). An
+model, ``float_twin_test`` for the float twin; INT8: :func:`int8_accuracy`, where the
+trained twin's run directory is present). An
 ensemble's float/INT8 latency is the sum over its members. It writes
 ``docs/zoo_table.json``, ``docs/zoo_table.md`` and the table between the
 ``<!-- zoo-table -->`` markers of ``README.md``.
@@ -61,21 +62,68 @@ def _torch_latency(member, int8: bool, seconds: float):
     net = _float_twin(member)
     if net is None:
         return None
-    shape = (1, 1, *member.header["input"]["shape"][:2])  # NCHW: Net.forward would unsqueeze
-    x = torch.from_numpy(np.random.default_rng(0).uniform(-80, 0, shape).astype(np.float32))
-    net = torch.nn.Sequential(*net.layers).eval()  # the same layers, without forward's shape branch
-    if int8:
-        from torch.ao.quantization import get_default_qconfig_mapping
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-        torch.backends.quantized.engine = "x86"
-        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), example_inputs=(x,))
-        with torch.no_grad():
-            for s in range(8):
-                prepared(torch.from_numpy(np.random.default_rng(s).uniform(-80, 0, shape).astype(np.float32)))
-        net = convert_fx(prepared)
+    hw = tuple(member.header["input"]["shape"][:2])
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-80, 0, (1, 1, *hw)).astype(np.float32))
+    if int8:  # calibrated on random log-mel-like windows: weights and ranges do not change the time
+        net = _quantize(net, hw, [np.random.default_rng(s).uniform(-80, 0, (1, *hw)).astype(np.float32)
+                                  for s in range(8)])
+    else:
+        net = torch.nn.Sequential(*net.layers).eval()  # the same layers, without forward's shape branch
     with torch.no_grad():
         return _median(lambda: net(x), seconds)
+
+
+def _quantize(net, shape, batches):
+    """``net`` (a float twin) after FX static quantization (x86), calibrated on ``batches``."""
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    seq = torch.nn.Sequential(*net.layers).eval()  # the same layers, without forward's shape branch
+    example = torch.zeros((1, 1, *shape))
+    prepared = prepare_fx(seq, get_default_qconfig_mapping("x86"), example_inputs=(example,))
+    with torch.no_grad():
+        for x in batches:
+            prepared(torch.from_numpy(x[:, None]))
+    return convert_fx(prepared)
+
+
+def _twin_run(member) -> Path | None:
+    """The trained float twin's run directory named by the provenance (``--out`` of its
+    ``float_twin_command``) when it is present on this machine."""
+    import shlex
+
+    args = shlex.split(member.provenance.get("float_twin_command") or "")
+    out = args[args.index("--out") + 1] if "--out" in args[:-1] else None
+    run = REPO / out if out else None
+    return run if run is not None and (run / "model.pt").exists() else None
+
+
+def int8_accuracy(member, calib_clips: int = 256):
+    """Test accuracy of the trained float twin after FX static quantization (x86), on the
+    model's own test clips, calibrated on ``calib_clips`` of its training clips (clean
+    features, a fixed choice). ``None`` when the twin's run directory is not on this
+    machine (runs/ is not in the repository) or FX cannot quantize the architecture."""
+    import torch
+
+    from trainer import data as D
+    from trainer.train import load_run
+
+    run = _twin_run(member)
+    if run is None:
+        return None
+    net, info = load_run(run)
+    feat = D.Featurizer(D.frontend_config(**info["frontend"]))
+    cache = info["config"].get("cache_dir") or None
+    train_set, test_set, _ = D.load_dataset(info["data"], info["split"], info["config"]["seed"])
+    pick = np.random.default_rng(0).choice(len(train_set), min(calib_clips, len(train_set)), replace=False)
+    xc = D.clean_features(feat, train_set.subset(np.sort(pick)), cache)
+    xt = D.clean_features(feat, test_set, cache)
+    q = _quantize(net.eval(), xt.shape[1:], [xc[i:i + 64] for i in range(0, len(xc), 64)])
+    with torch.no_grad():
+        pred = torch.cat([q(torch.from_numpy(xt[i:i + 64, None])) for i in range(0, len(xt), 64)]).argmax(1)
+    return float((pred.numpy() == np.asarray(test_set.labels)).mean())
 
 
 def measure(seconds: float = 0.5) -> list[dict]:
@@ -105,7 +153,14 @@ def measure(seconds: float = 0.5) -> list[dict]:
             row = next(r for r in rows if r["model"] == name and r["precision"] == prec)
             row["latency_ms"] = ms
             acc = m.provenance.get("accuracy") or {}
-            row["accuracy"] = acc.get("float_twin_test") if prec == "float32" and isinstance(acc, dict) else None
+            if prec == "float32":
+                row["accuracy"] = acc.get("float_twin_test") if isinstance(acc, dict) else None
+            else:
+                try:
+                    row["accuracy"] = int8_accuracy(m) if not hasattr(m, "members") else None
+                except Exception as e:  # noqa: BLE001 (an architecture FX cannot quantize: say so)
+                    print(f"{name} INT8 accuracy: not measured ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+                    row["accuracy"] = None
     return rows
 
 
@@ -122,8 +177,11 @@ def main() -> int:
             f"batch 1, one thread, medians, all in one run (bitnet {bitnet.__version__}, "
             f"torch {torch.__version__}); binary = the `.bnn` in the engine, float32 = the float twin's "
             "architecture in PyTorch eager, INT8 = that twin after PyTorch FX static quantization (x86). "
-            "Accuracy from each file's provenance (binary: the model; float32: its float twin; INT8 "
-            "accuracy not measured). On a shared, busy machine the latencies are indicative.")
+            "Accuracy: binary and float32 from each file's provenance (the model; its float twin); INT8 "
+            "measured here: the trained float twin (its run directory, where it is on this machine) "
+            "quantized the same way, calibrated on 256 training clips, on the model's test clips "
+            "(- where the twin's run is not here or FX cannot quantize it). On a shared, busy machine "
+            "the latencies are indicative.")
     (REPO / "docs" / "zoo_table.json").write_text(json.dumps({"rows": rows, "note": note}, indent=2))
     (REPO / "docs" / "zoo_table.md").write_text(md + "\n\n" + note + "\n")
     readme = REPO / "README.md"
