@@ -34,7 +34,6 @@ What is distributed, and how the replicas stay identical:
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import sys
@@ -141,7 +140,6 @@ def shutdown() -> None:
     then abort the process at exit ("terminate called without an active exception").
     """
     if active():
-        gc.collect()  # drop what still refers to the group (a wrapper in a reference cycle)
         try:
             dist.barrier()
         finally:

@@ -193,41 +193,34 @@ def _terms(desc: str):
     return next((t for t in _TERMS if desc.startswith(t[0])), None)
 
 
-def _init_info(init: str | None) -> dict:
-    """The ``info`` of the run checkpoint ``init`` ({} if it has none or cannot be read)."""
+def pretraining(init: str | None) -> dict:
+    """What the provenance records of a run that started from the checkpoint ``init``:
+    the checkpoint, and where it says so, the pretraining run's dataset, command and test
+    accuracy ({} without ``init``; only the checkpoint where it cannot be read)."""
     if not init:
         return {}
     try:
         ck = torch.load(init, map_location="cpu", weights_only=False)
     except OSError:
-        return {}
-    return (ck.get("info") or {}) if isinstance(ck, dict) else {}
-
-
-def pretraining(init: str | None) -> dict:
-    """What the provenance records of a run that started from the checkpoint ``init``:
-    the checkpoint, and where it says so, the pretraining run's dataset, command and test
-    accuracy ({} without ``init``)."""
-    if not init:
-        return {}
-    info = _init_info(init)
+        ck = None
+    info = (ck.get("info") or {}) if isinstance(ck, dict) else {}
     res, cfg = info.get("result") or {}, info.get("config") or {}
     out = {"checkpoint": str(init), "dataset": info.get("dataset") or res.get("dataset"),
            "command": cfg.get("command") or res.get("command"), "test_accuracy": res.get("test_accuracy")}
     return {k: v for k, v in out.items() if v is not None}
 
 
-def run_license(desc: str, init: str | None = None) -> str:
+def run_license(desc: str, init: str | None = None, pre: dict | None = None) -> str:
     """The licence line of a run on the dataset ``desc`` ("" if unknown) whose weights
-    started from the run checkpoint ``init`` (pretraining): both datasets' terms are named."""
+    started from the run checkpoint ``init`` (pretraining): both datasets' terms are named.
+    ``pre``: :func:`pretraining` of ``init`` where the caller has it already."""
     t = _terms(desc)
     if t is None:
         return ""
     lic = f"weights derived from {t[1]}, {t[2]}{t[3]}"
     if not init:
         return lic
-    info = _init_info(init)
-    pre = _terms(info.get("dataset", "") or (info.get("result") or {}).get("dataset", "")) if info else None
+    pre = _terms((pre if pre is not None else pretraining(init)).get("dataset", ""))
     if pre:
         return lic + f"; initialised from weights pretrained on {pre[1]}, {pre[2]}"
     return lic + f"; initialised from {init} (its terms apply too)"
@@ -288,9 +281,10 @@ def export_run(run_dir, out, max_clips: int = 0, tol: float = 1e-4, which: str =
             except (OSError, ValueError) as exc:
                 raise ExportError(f"--evidence {name}={path}: {exc}") from None
     init = info["config"].get("init")
-    if init:
-        prov["pretraining"] = pretraining(init)
-    lic = run_license(desc, init)
+    pre = pretraining(init)
+    if pre:
+        prov["pretraining"] = pre
+    lic = run_license(desc, init, pre)
     if lic:
         prov["license"] = lic
     r = export_model(model, info, out, x, test_set.labels, tol=tol, provenance=prov, log=log, gate=gate)
