@@ -58,6 +58,8 @@ ABLATION = [
     ("kwfd", "keyword pretraining + the six-fold recipe + distillation from the fold's float twin (six-fold recipe)",
      "--epochs 24 --vtlp 0.1 --noise mixed --snr 0,20 --noise-prob 0.5 --init runs/abl/kwpre/model.pt "
      "--teacher runs/abl/ffloat-SPEAKER"),
+    ("kwrv", "keyword pretraining + the six-fold recipe + synthetic room reverberation (p 0.5)",
+     "--epochs 24 --vtlp 0.1 --noise mixed --snr 0,20 --noise-prob 0.5 --init runs/abl/kwpre/model.pt --reverb 0.5"),
     ("float", "float twin (baseline recipe)", "--float-twin"),
     ("ffloat", "float twin, the six-fold recipe (VTLP + mixed noise, 24 epochs)",
      "--float-twin --epochs 24 --vtlp 0.1 --noise mixed --snr 0,20 --noise-prob 0.5"),
@@ -77,14 +79,15 @@ AST_KW_PRETRAIN = "astkwpre"
 
 
 #: rows whose runs finished after the six-fold recipe was fixed (reported, not used to choose)
-AFTER_CHOICE = {"distill", "pitch", "reverb", "mixup", "nospec", "tempo", "dc", "wide", "fd", "ffloat", "kw", "kwns", "kwfd", "ffns"}
+AFTER_CHOICE = {"distill", "pitch", "reverb", "mixup", "nospec", "tempo", "dc", "wide", "fd", "ffloat", "kw", "kwns", "kwfd", "kwrv", "ffns"}
 
 #: rows that add one lever to the six-fold recipe (their Δ is also given against the recipe's row)
-ON_RECIPE = {"kw", "fd", "kwns", "kwfd"}
+ON_RECIPE = {"kw", "fd", "kwns", "kwfd", "kwrv"}
 
 #: more six-fold columns beside the recipe and the float twin, where all their folds ran
 SIX_FOLD_EXTRA = [("kw", "BNN, recipe + keyword pretraining"),
                   ("kwns", "BNN, recipe + keyword pretraining, SpecAugment off"),
+                  ("kwrv", "BNN, recipe + keyword pretraining + reverberation"),
                   ("ffloat", "float twin, recipe"),
                   ("ffns", "float twin, recipe, SpecAugment off")]
 
