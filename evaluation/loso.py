@@ -446,12 +446,13 @@ def write_readme(table: str) -> None:
 def evidence(runs: Path, prefix: str) -> dict:
     """Six-fold figures of the runs ``PREFIX-<speaker>`` (all six must exist) and of the float
     twin beside them: the recipe's own float runs (``ffloat``) where all six ran, else the
-    baseline float twin (``float``); for the transformer (``ast...``) its float twin's runs
-    (``astf``). Each recipe is recorded with its figures."""
+    baseline float twin (``float``); for the transformer's prefixes (``AST``, ``AST_EXTRA``)
+    its float twin's runs (``astf``). Each recipe is recorded with its figures."""
     got = collect(runs, [prefix], noisy=False).get(prefix, {})
     if len(got) != len(SPEAKERS):
         raise SystemExit(f"{prefix}: {len(got)} of {len(SPEAKERS)} folds in {runs}")
-    twins = (AST[1],) if prefix.startswith("ast") else ("ffloat", "float")   # the transformer's own twin
+    ast_family = {AST[0], *(p for p, _ in AST_EXTRA)}
+    twins = (AST[1],) if prefix in ast_family else ("ffloat", "float")   # the transformer's own twin
     floats = {p: collect(runs, [p], noisy=False).get(p, {}) for p in twins}
     flt = next(f for f in floats.values() if len(f) == len(SPEAKERS))
     b, f = _fold_stats(got), _fold_stats(flt)
