@@ -66,6 +66,34 @@ def test_folds_runner_trains_every_fold_and_shares_the_cache(manifest, tmp_path,
     assert len(calls) == 24
 
 
+def test_folds_distil_from_each_folds_own_teacher_and_reuse_finished_folds(manifest, tmp_path):
+    from trainer.folds import fold_config
+    from trainer.train import TrainConfig
+
+    cfg, run = fold_config(TrainConfig(out="runs/kw", teacher="runs/kwf/{fold}", init="p/{fold}.pt"), 3)
+    assert (cfg.split, cfg.teacher, cfg.init, run.name) == ("fold:3", "runs/kwf/fold3", "p/fold3.pt", "fold3")
+    cfg, run = fold_config(TrainConfig(out="runs/l", teacher="runs/lf/{fold}"), "theo")
+    assert (cfg.split, cfg.teacher, run.name) == ("speaker:theo", "runs/lf/theo", "theo")
+
+    common = ("--no-wave-aug", "--bn", "clean")
+    assert trainer_main(_train_args(manifest, tmp_path / "tw", "--folds", "1-2", "--float-twin", *common)) == 0
+    args = _train_args(manifest, tmp_path / "st", "--folds", "1-2", "--teacher", str(tmp_path / "tw" / "{fold}"),
+                       *common)
+    assert trainer_main(args) == 0
+    for k in (1, 2):
+        done = json.loads((tmp_path / "st" / f"fold{k}" / "config.json").read_text())
+        assert done["teacher"] == str(tmp_path / "tw" / f"fold{k}")
+    first = json.loads((tmp_path / "st" / "folds.json").read_text())
+    # a second call finds both folds finished with the same recipe and trains nothing
+    stamp = (tmp_path / "st" / "fold1" / "model.pt").stat().st_mtime_ns
+    assert trainer_main(args) == 0
+    assert (tmp_path / "st" / "fold1" / "model.pt").stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "st" / "folds.json").read_text())["folds"] == first["folds"]
+    # another recipe in the same directory is not mistaken for a finished fold
+    assert trainer_main(args[:args.index("--epochs") + 1] + ["2"] + args[args.index("--epochs") + 2:]) == 0
+    assert (tmp_path / "st" / "fold1" / "model.pt").stat().st_mtime_ns != stamp
+
+
 def test_similar_filters_removes_a_duplicate_first():
     w = torch.tensor([[1.0, 1, 1, -1], [-1, 1, -1, 1], [0.9, 0.8, 0.7, -0.2], [1, -1, -1, -1]])
     assert similar_filters(w, 1) == [2]  # filter 2 has filter 0's signs and smaller weights

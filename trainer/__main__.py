@@ -83,7 +83,8 @@ def main(argv=None) -> int:
                         "mean ± std (replaces --split); 'speakers' (FSDD): leave-one-speaker-out "
                         "for all six speakers into OUT/SPEAKER")
     t.add_argument("--init", default="", help="start from these weights (a .pt state dict or a run's "
-                   "model.pt); a classifier of another size keeps its own initial weights (pretraining)")
+                   "model.pt); a classifier of another size keeps its own initial weights (pretraining); "
+                   "with --folds, {fold} is each fold's run name")
     t.add_argument("--model", default="digits")
     t.add_argument("--model-kwargs", default="", help='JSON, e.g. \'{"stages": [[64,1],[128,2]]}\'')
     t.add_argument("--float-twin", action="store_true", help="train the float twin instead")
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
     t.add_argument("--dc", type=float, default=0.0, help="DC offset, uniform in +-x times the peak")
     t.add_argument("--freq-masks", type=int, default=2)
     t.add_argument("--time-masks", type=int, default=2)
-    t.add_argument("--teacher", default="", help="run dir of a trained float twin (distillation)")
+    t.add_argument("--teacher", default="", help="run dir of a trained float twin (distillation); with --folds, "
+                   "{fold} is each fold's run name (e.g. runs/kw-float/{fold})")
     t.add_argument("--distill-weight", type=float, default=0.5)
     t.add_argument("--distill-temp", type=float, default=2.0)
     t.add_argument("--seed", type=int, default=0)

@@ -2,8 +2,14 @@
 
 ``python -m trainer train --data esc10 --folds 1,2,3,4,5 --model resnet-esc --out runs/esc``
 trains ``runs/esc/fold1`` ... ``runs/esc/fold5`` (each an ordinary run directory: its
-own ``result.json``, curves and confusion matrix; an interrupted run resumes) and
-writes ``runs/esc/folds.json`` and ``runs/esc/folds.png``. The features of every clip
+own ``result.json``, curves and confusion matrix; an interrupted run resumes, a finished
+one trained with the same recipe is reused as it is) and writes ``runs/esc/folds.json``
+and ``runs/esc/folds.png``. ``{fold}`` in ``--teacher`` or ``--init`` is replaced by each
+fold's run name (``fold3``, ``george``), so each fold distils from its own float twin::
+
+    python -m trainer train --data speech_commands --model kws-res --float-twin --folds 1-4 --out runs/kw-float
+    python -m trainer train --data speech_commands --model kws-res --folds 1-4 --out runs/kw \
+        --teacher 'runs/kw-float/{fold}' The features of every clip
 are computed once per frontend setting and shared by all folds (:mod:`trainer.data`).
 
 Python::
@@ -21,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_folds", "parse_folds"]
+__all__ = ["run_folds", "parse_folds", "fold_config"]
 
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]  # FSDD
@@ -48,6 +54,32 @@ def parse_folds(text: str) -> list[str]:
     if not out:
         raise ValueError(f"--folds {text!r}: expected e.g. 1,2,3,4,5 or 1-5")
     return out
+
+
+# fields that may differ between a finished fold run and the recipe that reuses it
+_INCIDENTAL = ("command", "progress", "threads", "cache_dir", "eval_every", "out")
+
+
+def fold_config(cfg, k):
+    """The run of fold ``k``: ``(config, run directory)`` with its split, output directory,
+    and ``{fold}`` in ``teacher`` / ``init`` replaced by the run's name."""
+    name = f"fold{k}" if str(k).isdigit() else str(k)
+    split = f"fold:{k}" if str(k).isdigit() else f"speaker:{k}"
+    run = Path(cfg.out) / name
+    return replace(cfg, split=split, out=str(run), teacher=cfg.teacher.replace("{fold}", name),
+                   init=cfg.init.replace("{fold}", name)), run
+
+
+def _finished(fcfg, run: Path):
+    """The result of ``run`` if it finished with the recipe ``fcfg``, else ``None``."""
+    try:
+        result = json.loads((run / "result.json").read_text())
+        done = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    want = json.loads(fcfg.to_json())
+    same = all(done.get(f) == v for f, v in want.items() if f not in _INCIDENTAL)
+    return result if same else None
 
 
 def run_folds(cfg, folds, resume: bool = True, log=print) -> dict:
@@ -77,10 +109,12 @@ def run_folds(cfg, folds, resume: bool = True, log=print) -> dict:
     rows = []
     bar = tqdm(folds, desc=f"folds ({cfg.model})", disable=not cfg.progress)
     for k in bar:
-        number = str(k).isdigit()
-        run = out / (f"fold{k}" if number else str(k))
-        split = f"fold:{k}" if number else f"speaker:{k}"
-        res = train(replace(cfg, split=split, out=str(run)), resume=resume, log=log)
+        fcfg, run = fold_config(cfg, k)
+        res = _finished(fcfg, run) if resume else None
+        if res is not None:
+            log(f"fold {k}: {run} finished with this recipe; reused")
+        else:
+            res = train(fcfg, resume=resume, log=log)
         rows.append({"fold": str(k), "accuracy": res["test_accuracy"], "run": str(run),
                      "test_clips": res["test_clips"]})
         bar.set_postfix(last=f"{res['test_accuracy']:.3f}")
