@@ -15,8 +15,12 @@ where a float64 sum in another order rounds to another float32, which is rare: a
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from ..compile.options import jit
+from ._common import _intp, _is_arr, _prefer_512, _ptr
 from .sign import sign_words
 
 __all__ = ["layernorm_reference"]
@@ -32,57 +36,150 @@ def layernorm_reference(x, weight, bias, eps):
     return y.astype(np.float32)
 
 
+_F64 = ir.DoubleType()
+_V8D = ir.VectorType(_F64, 8)
+
+
+def _hsum(builder, v):
+    """Σ of the 8 lanes of ``v`` in a fixed tree order ((0+4)+(2+6))+((1+5)+(3+7))."""
+    e = [builder.extract_element(v, ir.Constant(ir.IntType(32), i)) for i in range(8)]
+    return builder.fadd(builder.fadd(builder.fadd(e[0], e[4]), builder.fadd(e[2], e[6])),
+                        builder.fadd(builder.fadd(e[1], e[5]), builder.fadd(e[3], e[7])))
+
+
+def _rowsum(square):
+    """Intrinsic ``rowsum(x, off, n, mu)`` -> float64: ``Σ_{j<n} d_j`` with ``d_j =
+    float64(x[off + j])`` (``square`` False) or ``Σ (d_j − mu)²`` (True), ``n`` a multiple
+    of 16. Two 8-lane float64 accumulators (lane ``l`` of accumulator ``a`` sums the
+    elements ``j ≡ 8a + l (mod 16)`` in order), then one fixed tree over the 16 partial
+    sums: the same order on every ISA path (no fused multiply-add), so every path rounds
+    alike. The plain loop leaves the sum scalar (one chain; float adds do not reassociate)."""
+
+    @intrinsic
+    def rowsum(typingctx, x, off, n, mu):
+        if not (_is_arr(x, types.float32) and isinstance(off, types.Integer)
+                and isinstance(n, types.Integer) and isinstance(mu, types.Float)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            from numba.core import cgutils
+
+            _prefer_512(context, builder.function)
+            off_, n_ = _intp(context, builder, args[1], sig.args[1]), _intp(context, builder, args[2], sig.args[2])
+            mu_ = context.cast(builder, args[3], sig.args[3], types.float64)
+            mub = builder.insert_element(ir.Constant(_V8D, ir.Undefined), mu_, ir.Constant(ir.IntType(32), 0))
+            mub = builder.shuffle_vector(mub, ir.Constant(_V8D, ir.Undefined),
+                                         ir.Constant(ir.VectorType(ir.IntType(32), 8), None))
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8D, None)) for _ in range(2)]
+            v8f = ir.VectorType(ir.FloatType(), 8)
+            count = builder.udiv(n_, ir.Constant(n_.type, 16))
+            with cgutils.for_range(builder, count) as loop:
+                base = builder.add(off_, builder.mul(loop.index, ir.Constant(n_.type, 16)))
+                for a in range(2):
+                    at = builder.add(base, ir.Constant(base.type, 8 * a))
+                    v = builder.load(_ptr(context, builder, sig.args[0], args[0], at, v8f), align=4)
+                    d = builder.fpext(v, _V8D)
+                    if square:
+                        d = builder.fsub(d, mub)
+                        d = builder.fmul(d, d)
+                    builder.store(builder.fadd(builder.load(accs[a]), d), accs[a])
+            return builder.fadd(_hsum(builder, builder.load(accs[0])), _hsum(builder, builder.load(accs[1])))
+
+        return types.float64(x, off, n, mu), codegen
+
+    return rowsum
+
+
+_rowsum_plain = _rowsum(False)
+_rowsum_sq = _rowsum(True)
+
+
+@intrinsic
+def _rowout(typingctx, x, off, n, mu, rs, weight, bias, out, ooff):
+    """``out[ooff + j] = float32((float64(x[off + j]) − mu) · rs · float64(weight[j]) +
+    float64(bias[j]))`` for ``j < n`` (a multiple of 8), eight lanes at a time: the scalar
+    expression's operations in its order (no fused multiply-add), so the same bits."""
+    if not (_is_arr(x, types.float32) and _is_arr(weight, types.float32) and _is_arr(bias, types.float32)
+            and _is_arr(out, types.float32) and all(isinstance(a, types.Integer) for a in (off, n, ooff))
+            and isinstance(mu, types.Float) and isinstance(rs, types.Float)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        from numba.core import cgutils
+
+        _prefer_512(context, builder.function)
+        off_, n_, ooff_ = (_intp(context, builder, args[i], sig.args[i]) for i in (1, 2, 8))
+        v8f = ir.VectorType(ir.FloatType(), 8)
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), 8), None)
+
+        def bc(val, ty):
+            d = context.cast(builder, val, ty, types.float64)
+            v = builder.insert_element(ir.Constant(_V8D, ir.Undefined), d, ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(v, ir.Constant(_V8D, ir.Undefined), mask)
+
+        mub, rsb = bc(args[3], sig.args[3]), bc(args[4], sig.args[4])
+        count = builder.udiv(n_, ir.Constant(n_.type, 8))
+        with cgutils.for_range(builder, count) as loop:
+            j = builder.mul(loop.index, ir.Constant(n_.type, 8))
+
+            def ld(i, at):
+                return builder.fpext(builder.load(_ptr(context, builder, sig.args[i], args[i], at, v8f),
+                                                  align=4), _V8D)
+            y = builder.fmul(builder.fmul(builder.fsub(ld(0, builder.add(off_, j)), mub), rsb), ld(5, j))
+            y = builder.fadd(y, ld(6, j))
+            builder.store(builder.fptrunc(y, v8f),
+                          _ptr(context, builder, sig.args[7], args[7], builder.add(ooff_, j), v8f), align=4)
+        return context.get_dummy_value()
+
+    return types.none(x, off, n, mu, rs, weight, bias, out, ooff), codegen
+
+
 @jit()
-def _ln_row(x, r, weight, bias, eps, out, orow):
-    """``out[orow] = layernorm(x[r])`` (module docstring). The sums run in four
-    interleaved partial sums: float64 sums in any order round to the same float32
-    result (module docstring), and four chains are four times shorter."""
-    c = x.shape[1]
-    c4 = c - c % 4
-    s0 = s1 = s2 = s3 = 0.0
-    for j in range(0, c4, 4):
-        s0 += np.float64(x[r, j])
-        s1 += np.float64(x[r, j + 1])
-        s2 += np.float64(x[r, j + 2])
-        s3 += np.float64(x[r, j + 3])
-    for j in range(c4, c):
-        s0 += np.float64(x[r, j])
-    mu = ((s0 + s1) + (s2 + s3)) / c
-    v0 = v1 = v2 = v3 = 0.0
-    for j in range(0, c4, 4):
-        d0 = np.float64(x[r, j]) - mu
-        d1 = np.float64(x[r, j + 1]) - mu
-        d2 = np.float64(x[r, j + 2]) - mu
-        d3 = np.float64(x[r, j + 3]) - mu
-        v0 += d0 * d0
-        v1 += d1 * d1
-        v2 += d2 * d2
-        v3 += d3 * d3
-    for j in range(c4, c):
-        d0 = np.float64(x[r, j]) - mu
-        v0 += d0 * d0
-    rs = 1.0 / np.sqrt(((v0 + v1) + (v2 + v3)) / c + eps)
-    for j in range(c):
-        y = (np.float64(x[r, j]) - mu) * rs * np.float64(weight[j]) + np.float64(bias[j])
-        out[orow, j] = np.float32(y)
+def _ln_rows(x, weight, bias, eps, out):
+    """``out[r] = layernorm(x[r])`` for every row of float32 ``(rows, C)`` (module
+    docstring). The first ``c − c mod 16`` elements of a row are summed by
+    :func:`_rowsum` (sixteen partial sums in vector registers), the rest in order after
+    them: float64 sums in any order round to the same float32 result but for rare ties
+    (module docstring). The rows run in this one function: a call per row cost more
+    than a short row's arithmetic."""
+    rows, c = x.shape
+    c16 = c - c % 16
+    c8 = c - c % 8
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for r in range(rows):
+        off = r * c
+        s = _rowsum_plain(xf, off, c16, 0.0)
+        for j in range(c16, c):
+            s += np.float64(xf[off + j])
+        mu = s / c
+        v = _rowsum_sq(xf, off, c16, mu)
+        for j in range(c16, c):
+            d = np.float64(xf[off + j]) - mu
+            v += d * d
+        rs = 1.0 / np.sqrt(v / c + eps)
+        _rowout(xf, off, c8, mu, rs, weight, bias, of, off)
+        for j in range(c8, c):
+            y = (np.float64(xf[off + j]) - mu) * rs * np.float64(weight[j]) + np.float64(bias[j])
+            of[off + j] = np.float32(y)
 
 
 @jit()
 def _layernorm_kernel(x, weight, bias, eps, out):
     """``out[r] = layernorm(x[r])`` for every row of float32 ``(rows, C)``."""
-    for r in range(x.shape[0]):
-        _ln_row(x, r, weight, bias, eps, out, r)
+    _ln_rows(x, weight, bias, eps, out)
 
 
 @jit()
 def _layernorm_sign_kernel(x, weight, bias, eps, shift, has_shift, out):
     """``sign(layernorm(x) + shift)`` into packed bits ``out (rows, Cw)``: bit for bit
-    the two kernels in a row (each float32 row is made, then packed by ``sign_words``)."""
+    the two kernels in a row (the float32 rows are made by the same function, then
+    packed by ``sign_words``)."""
     rows, c = x.shape
     cw = out.shape[1]
-    y = np.empty((1, c), np.float32)
+    y = np.empty((rows, c), np.float32)
+    _ln_rows(x, weight, bias, eps, y)
     yf = y.reshape(-1)
     of = out.reshape(-1)
     for r in range(rows):
-        _ln_row(x, r, weight, bias, eps, y, 0)
-        sign_words(yf, 0, c, shift, has_shift, of, r * cw)
+        sign_words(yf, r * c, c, shift, has_shift, of, r * cw)
