@@ -141,6 +141,41 @@ def test_every_block_width_with_threshold_output(rng, c_in, threads):
         assert_pad_bits_zero(got1, c_out)
 
 
+#: (kernel, C_in, group size G, padded words Kp): a window in each group size of
+#: ``layout.GROUPS``, one group and several (1x1 with 256 / 1024 channels: the
+#: transformer's linear layers; 3x3 with 56 channels: 8 patch-packed words)
+GROUP_CASES = [((1, 1), 64, 3, 3), ((3, 3), 20, 3, 3), ((1, 1), 256, 4, 4), ((1, 1), 1024, 4, 16),
+               ((3, 3), 56, 4, 8), ((1, 1), 448, 4, 8), ((3, 3), 64, 9, 9), ((1, 1), 1152, 9, 18)]
+
+
+@pytest.mark.parametrize("kernel,c_in,g,kp", GROUP_CASES)
+def test_every_group_size(rng, kernel, c_in, g, kp, threads):
+    """Every group size of the binary kernels (``layout.GROUPS``) on every block width of
+    the active path, every output mode, stride 1 and 2, 1 and 2 threads == reference."""
+    from bitnet.kernels.bconv_layer import _GW
+    from bitnet.kernels.layout import GROUPS
+
+    assert {c[2] for c in GROUP_CASES} == set(GROUPS)
+    for (_, c_out), stride in zip(_block_widths_and_channels(), [1, 2] * 9):
+        nb = int(rng.choice([1, 2]))
+        x = pack_signs(signs(rng, (nb, 5, 7, c_in)))
+        wts = pack_signs(signs(rng, (c_out, *kernel, c_in)))
+        tens = out_tensors(rng, c_out, kernel[0] * kernel[1] * c_in)
+        for output in ("int", "threshold", "affine"):
+            conv = BConv(wts, c_in, (stride, stride), "same", output, **tens)
+            assert (conv._hdr[_GW], conv.wt.shape[1]) == (g, kp)
+            expect = ref.bconv_reference(x, wts, c_in, kernel, (stride, stride), "same", output, **tens)
+            got1 = conv(x)
+            threads(2)
+            got2 = conv(x)
+            threads(1)
+            msg = f"G={g} c_out={c_out} stride={stride} {output}"
+            np.testing.assert_array_equal(got1, expect, err_msg=msg)
+            np.testing.assert_array_equal(got2, expect, err_msg=msg)
+            if output == "threshold":
+                assert_pad_bits_zero(got1, c_out)
+
+
 def test_bconv_torch_oracle(rng):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional

@@ -14,8 +14,12 @@ import numpy as np
 #: intrinsics picks one at run time (LLVM unswitches the loops around them)
 LANES = (16, 32, 64)
 
-#: words (or first-layer taps) per group: 9 for wide windows, 3 for small ones
-GROUPS = (3, 9)
+#: input words per group of the binary layers: 9 for wide windows, 3 for small ones, 4
+#: for the 1×1 windows of 256·k channels (the transformer's linear layers: 4 or 16
+#: words, which groups of 3 or 9 would pad by 50 % or 12.5 %)
+GROUPS = (3, 4, 9)
+#: taps per group of the first layer (float levels against ±1 weights)
+FGROUP_SIZES = (3, 9)
 #: first-layer group code for "3×3 taps read from three padded rows": tap (ky, kx) of
 #: pixel xo is ``qs[ky, xo + kx]`` (stride-1 3×3 windows of one input channel, no
 #: per-tap gather)
@@ -23,9 +27,13 @@ ROWS3X3 = 19
 FGROUPS = (3, 9, ROWS3X3)
 
 
-def group_words(words: int) -> tuple[int, int]:
-    """``(G, Kp)``: group size and padded word count for a window of ``words`` words."""
+def group_words(words: int, groups=GROUPS) -> tuple[int, int]:
+    """``(G, Kp)``: group size and padded word count for a window of ``words`` words
+    (or first-layer taps, ``groups=FGROUP_SIZES``): 3 up to 6 words, else 9, unless
+    groups of 4 (where ``groups`` has them) pad the window less."""
     g = 3 if words <= 6 else 9
+    if 4 in groups and -(-words // 4) * 4 < -(-words // g) * g:
+        g = 4
     return g, -(-words // g) * g
 
 

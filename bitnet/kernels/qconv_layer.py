@@ -12,7 +12,7 @@ from ..errors import ParameterError
 from ..packing import n_words, unpack_signs
 from .bconv_layer import MODES, _PreparedConv
 from . import isa
-from .layout import JOB_QCONV, ROWS3X3, aligned, block_width, group_words
+from .layout import FGROUP_SIZES, JOB_QCONV, ROWS3X3, aligned, block_width, group_words
 
 __all__ = ["QConv", "qconv"]
 
@@ -49,7 +49,7 @@ class QConv(_PreparedConv):
         self.bits = int(bits)
         wv = unpack_signs(weight, in_channels).astype(np.float32)      # (C_out, kh, kw, C_in)
         k = kh * kw * in_channels
-        gw, kp = group_words(k)
+        gw, kp = group_words(k, FGROUP_SIZES)
         L = block_width(c_out, isa.qlanes())
         nblk = -(-c_out // L)
         cp = nblk * L
