@@ -1,7 +1,8 @@
 """Graph medians of the reference workloads and the bundled model, one process, batch 1, one thread.
 
 Prints one JSON line; run it from two checkouts alternately (old and new) to compare
-revisions in one session: see benchmarks/results/before_after_avx512.md."""
+revisions in one session: see benchmarks/results/before_after_avx512.md. To measure an
+older revision with this script: ``PYTHONPATH=<old checkout> python benchmarks/graph_medians.py``."""
 import sys, time, json, numpy as np
 try:
     from bitnet.testing import workloads as W
@@ -10,7 +11,8 @@ except ImportError:
 from bitnet.graph import Graph
 import bitnet
 res = {}
-for n, fn, kind in (("L64", W.l64, "bits"), ("L128", W.l128, "bits"), ("L256", W.l256, "bits"), ("KWS", W.kws_bnn_m, "real"), ("LC", W.lc_bnn, "real")):
+for n, fn, kind in (("L64", W.l64, "bits"), ("L128", W.l128, "bits"), ("L256", W.l256, "bits"), ("KWS", W.kws_bnn_m, "real"), ("LC", W.lc_bnn, "real"),
+                     ("AST", W.ast, "real")):
     layers, tensors, shp = fn(seed=0)
     g = Graph(layers, tensors, shp, input_kind=kind)
     x = W.random_input(shp, kind=kind, batch=1, seed=0)
