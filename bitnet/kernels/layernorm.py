@@ -6,10 +6,14 @@ in float64,
     mean = Σ x / C,   var = Σ (x − mean)² / C   (biased, as PyTorch),
     r = 1 / sqrt(var + eps),   y = (x − mean) · r · weight + bias,
 
-rounded once to float32. Float64 inside means any two implementations (this kernel,
-the NumPy reference, PyTorch's eval-mode model in ``trainer/transformer.py``) differ only
-where a float64 sum in another order rounds to another float32, which is rare: a
-``sign`` that follows then sees the same value on both sides.
+rounded once to float32. The two sums run in one fixed order, the same in the kernel
+(every ISA path) and in the NumPy reference, so the two agree bit for bit: the first
+``C16 = C − C mod 16`` elements in sixteen partial sums (partial sum ``8a + l`` adds
+the elements ``j ≡ 8a + l (mod 16)`` in order), each group of eight joined as
+``((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7))``, the two groups added, then the
+remaining elements one by one. Any other float64 order (PyTorch's eval-mode model in
+``trainer/transformer.py``) differs only where a sum rounds to another float32, which
+is rare: a ``sign`` that follows then sees the same value on both sides.
 """
 
 from __future__ import annotations
@@ -26,14 +30,36 @@ from .sign import sign_words
 __all__ = ["layernorm_reference"]
 
 
+def _ordered_sum(d):
+    """``Σ`` over the last axis of float64 ``d (rows, C)`` in the kernel's order (module
+    docstring): sixteen partial sums, two trees of eight, then the rest in order."""
+    rows, c = d.shape
+    c16 = c - c % 16
+    acc = np.zeros((rows, 16))
+    for k in range(0, c16, 16):          # one element per partial sum per step, in order
+        acc += d[:, k:k + 16]
+
+    def tree(p):
+        return ((p[:, 0] + p[:, 4]) + (p[:, 2] + p[:, 6])) + ((p[:, 1] + p[:, 5]) + (p[:, 3] + p[:, 7]))
+
+    s = tree(acc[:, :8]) + tree(acc[:, 8:])
+    for j in range(c16, c):
+        s = s + d[:, j]
+    return s
+
+
 def layernorm_reference(x, weight, bias, eps):
-    """NumPy layer norm of float32 ``(..., C)`` over the last axis (module docstring)."""
-    xd = np.asarray(x, np.float32).astype(np.float64)
-    mu = xd.mean(axis=-1, keepdims=True)
-    var = ((xd - mu) ** 2).mean(axis=-1, keepdims=True)
+    """NumPy layer norm of float32 ``(..., C)`` over the last axis (module docstring),
+    bit for bit the kernel's result."""
+    x = np.asarray(x, np.float32)
+    c = x.shape[-1]
+    xd = x.reshape(-1, c).astype(np.float64)
+    mu = _ordered_sum(xd) / c
+    dev = xd - mu[:, None]
+    var = _ordered_sum(dev * dev) / c
     r = 1.0 / np.sqrt(var + float(eps))
-    y = (xd - mu) * r * np.asarray(weight, np.float64) + np.asarray(bias, np.float64)
-    return y.astype(np.float32)
+    y = dev * r[:, None] * np.asarray(weight, np.float64) + np.asarray(bias, np.float64)
+    return y.astype(np.float32).reshape(x.shape)
 
 
 _F64 = ir.DoubleType()
