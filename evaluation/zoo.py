@@ -28,14 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 #: (row name, what, run directory relative to --runs, kind: run | folds | prune)
 ENTRIES = [
     ("keywords BNN (kws-res), 15 epochs", "BNN", "kw-bnn", "run"),
-    ("keywords BNN (kws-res), 30 epochs, distilled (shipped)", "BNN", "kw-bnn30kd", "run"),
+    ("keywords BNN (kws-res), 30 epochs, distilled (shipped until SpecAugment was turned off)", "BNN",
+     "kw-bnn30kd", "run"),
+    ("keywords BNN (kws-res), 30 epochs, distilled, SpecAugment off (shipped)", "BNN", "kw-bnn30kd-ns", "run"),
     ("keywords float twin", "float", "kw-bnn-float", "run"),
     ("ESC-10 resnet-esc BNN", "BNN", "esc-bnn", "folds"),
     ("ESC-10 resnet-esc float twin", "float", "esc-bnn-float", "folds"),
     ("ESC-10 BNN, no mixup (fold 1 only)", "BNN", "esc-bnn-nomix", "folds"),
     ("ESC-10 BNN, no label smoothing (fold 1 only)", "BNN", "esc-bnn-nols", "folds"),
     ("ESC-10 float twin, no mixup (fold 1 only)", "float", "esc-bnn-float-nomix", "folds"),
-    ("keywords BNN, shipped recipe, 4 speaker folds (cross-validation)", "BNN", "kwcv-bnn", "folds"),
+    ("keywords BNN, SpecAugment on (the earlier recipe), validation fold 1", "BNN", "kwcv-bnn", "folds"),
+    ("keywords BNN, SpecAugment off (the shipped recipe), 4 speaker folds (cross-validation)", "BNN",
+     "kwcv-bnn-ns", "folds"),
     ("keywords float twin, 4 speaker folds (cross-validation)", "float", "kwcv-float", "folds"),
     ("LC-BNN keywords, seed 0", "BNN", "lc-s0", "run"),
     ("LC-BNN keywords, seed 1", "BNN", "lc-s1", "run"),
@@ -47,10 +51,22 @@ ENTRIES = [
 ]
 
 
+def recorded_rows(rows) -> dict:
+    """Rows of a previous ``docs/zoo.json`` by name and by ``"--out runs/<dir>"`` of their
+    command (found again after a row is renamed)."""
+    out = {}
+    for r in rows:
+        out[r["name"]] = r
+        if " --out " in r.get("command", ""):
+            out["--out " + r["command"].split(" --out ", 1)[1].split()[0]] = r
+    return out
+
+
 def collect(runs: Path, recorded: dict | None = None) -> list[dict]:
     """One row per entry of :data:`ENTRIES` whose run is under ``runs``; an entry whose
-    run is not on this machine keeps its row from ``recorded`` (name -> row of the
-    previous ``docs/zoo.json``), so regenerating the table never drops a measured run."""
+    run is not on this machine keeps its row from ``recorded`` (row of the previous
+    ``docs/zoo.json`` by name, or by ``"--out runs/<dir>"`` of its command when the row
+    was renamed), so regenerating the table never drops a measured run."""
     rows = []
     recorded = recorded or {}
     for name, what, rel, kind in ENTRIES:
@@ -76,8 +92,10 @@ def collect(runs: Path, recorded: dict | None = None) -> list[dict]:
                 row.update({k: p[k] for k in ("widths_before", "widths_after", "filters_before",
                                               "filters_after", "base_accuracy", "accuracy_before_finetune")})
             rows.append(row)
-        if len(rows) == n_rows and name in recorded:
-            rows.append(recorded[name])
+        if len(rows) == n_rows:
+            rec = recorded.get(name) or recorded.get(f"--out runs/{rel}")
+            if rec is not None:
+                rows.append({**rec, "name": name})
     return rows
 
 
@@ -202,7 +220,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-engine", action="store_true", help="only collect the run results")
     a = ap.parse_args(argv)
     before = REPO / "docs" / "zoo.json"
-    recorded = {r["name"]: r for r in json.loads(before.read_text())["runs"]} if before.exists() else {}
+    recorded = recorded_rows(json.loads(before.read_text())["runs"] if before.exists() else [])
     rows = collect(Path(a.runs), recorded)
     checks = [] if a.no_engine else engine_checks()
     gate = None

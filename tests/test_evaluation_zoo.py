@@ -9,8 +9,8 @@ from evaluation import zoo
 
 
 def test_collect_reads_runs_and_keeps_recorded_rows(tmp_path):
-    (name, what, rel, kind), (name2, _, rel2, kind2) = zoo.ENTRIES[0], zoo.ENTRIES[3]
-    assert kind == "run" and kind2 == "folds"
+    name, _, rel, _ = next(e for e in zoo.ENTRIES if e[3] == "run")
+    name2, _, rel2, _ = next(e for e in zoo.ENTRIES if e[3] == "folds")
     (tmp_path / rel).mkdir()
     (tmp_path / rel / "result.json").write_text(json.dumps(
         {"test_accuracy": 0.5, "command": "python -m trainer train x", "epochs": 3, "dataset": "d"}))
@@ -26,3 +26,11 @@ def test_collect_reads_runs_and_keeps_recorded_rows(tmp_path):
             {"test_accuracy": acc, "command": "c"}))
     row = [r for r in zoo.collect(tmp_path, {}) if r["name"].startswith(name2)][0]
     assert row["name"].endswith("(2 folds finished)") and abs(row["accuracy"] - 0.7) < 1e-12
+
+
+def test_a_renamed_row_is_found_by_its_run_directory(tmp_path):
+    name, _, rel, _ = next(e for e in zoo.ENTRIES if e[3] == "run")
+    old = {"name": "an older title", "accuracy": 0.4, "command": f"python -m trainer train --out runs/{rel} --x"}
+    recorded = zoo.recorded_rows([old])
+    row = [r for r in zoo.collect(tmp_path, recorded) if r["accuracy"] == 0.4]
+    assert len(row) == 1 and row[0]["name"] == name          # kept, under the current title
