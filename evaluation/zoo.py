@@ -76,7 +76,9 @@ def collect(runs: Path, recorded: dict | None = None) -> list[dict]:
             f = json.loads((d / "folds.json").read_text())
             rows.append({"name": name, "what": what, "accuracy": f["mean"], "std": f["std"],
                          "folds": {r["fold"]: r["accuracy"] for r in f["folds"]}, "command": f["command"]})
-        elif kind == "folds" and any(d.glob("fold*/result.json")):  # a cross-validation cut short
+        elif kind == "folds" and any(d.glob("fold*/result.json")) and not (
+                len((recorded.get(name) or {}).get("folds", {})) > len(list(d.glob("fold*/result.json")))):
+            # a cross-validation cut short (a recorded row with more folds is kept instead)
             res = {p.parent.name[4:]: json.loads(p.read_text()) for p in sorted(d.glob("fold*/result.json"))}
             accs = [r["test_accuracy"] for r in res.values()]
             rows.append({"name": name + f" ({len(accs)} folds finished)", "what": what,

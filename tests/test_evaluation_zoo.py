@@ -34,3 +34,12 @@ def test_a_renamed_row_is_found_by_its_run_directory(tmp_path):
     recorded = zoo.recorded_rows([old])
     row = [r for r in zoo.collect(tmp_path, recorded) if r["accuracy"] == 0.4]
     assert len(row) == 1 and row[0]["name"] == name          # kept, under the current title
+
+
+def test_a_recorded_cross_validation_beats_fewer_folds_on_this_machine(tmp_path):
+    name, _, rel, _ = next(e for e in zoo.ENTRIES if e[3] == "folds")
+    (tmp_path / rel / "fold1").mkdir(parents=True)
+    (tmp_path / rel / "fold1" / "result.json").write_text(json.dumps({"test_accuracy": 0.1, "command": "c"}))
+    full = {"name": name, "accuracy": 0.7, "folds": {str(k): 0.7 for k in range(1, 6)}}
+    row = [r for r in zoo.collect(tmp_path, {name: full}) if r["name"].startswith(name)]
+    assert row == [full]
