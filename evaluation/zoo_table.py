@@ -91,12 +91,16 @@ def _quantize(net, shape, batches):
 
 def _twin_run(member) -> Path | None:
     """The trained float twin's run directory named by the provenance (``--out`` of its
-    ``float_twin_command``) when it is present on this machine."""
+    ``float_twin_command``; with ``--folds``, its ``fold<K>`` of the model's own split)
+    when it is present on this machine."""
     import shlex
 
     args = shlex.split(member.provenance.get("float_twin_command") or "")
     out = args[args.index("--out") + 1] if "--out" in args[:-1] else None
     run = REPO / out if out else None
+    split = str(member.provenance.get("split") or "")
+    if run is not None and "--folds" in args and split.startswith("fold:"):
+        run = run / f"fold{split[5:]}"       # a --folds runner's run of the model's own fold
     return run if run is not None and (run / "model.pt").exists() else None
 
 
