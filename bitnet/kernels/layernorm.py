@@ -21,10 +21,11 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..compile.options import jit
-from ._common import _intp, _is_arr, _prefer_512, _ptr
+from ._common import _bcast, _intp, _is_arr, _prefer_512, _ptr
 from .sign import sign_words
 
 __all__ = ["layernorm_reference"]
@@ -88,14 +89,9 @@ def _rowsum(square):
             return None
 
         def codegen(context, builder, sig, args):
-            from numba.core import cgutils
-
             _prefer_512(context, builder.function)
             off_, n_ = _intp(context, builder, args[1], sig.args[1]), _intp(context, builder, args[2], sig.args[2])
-            mu_ = context.cast(builder, args[3], sig.args[3], types.float64)
-            mub = builder.insert_element(ir.Constant(_V8D, ir.Undefined), mu_, ir.Constant(ir.IntType(32), 0))
-            mub = builder.shuffle_vector(mub, ir.Constant(_V8D, ir.Undefined),
-                                         ir.Constant(ir.VectorType(ir.IntType(32), 8), None))
+            mub = _bcast(builder, context.cast(builder, args[3], sig.args[3], types.float64), _V8D)
             accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8D, None)) for _ in range(2)]
             v8f = ir.VectorType(ir.FloatType(), 8)
             count = builder.udiv(n_, ir.Constant(n_.type, 16))
@@ -131,19 +127,11 @@ def _rowout(typingctx, x, off, n, mu, rs, weight, bias, out, ooff):
         return None
 
     def codegen(context, builder, sig, args):
-        from numba.core import cgutils
-
         _prefer_512(context, builder.function)
         off_, n_, ooff_ = (_intp(context, builder, args[i], sig.args[i]) for i in (1, 2, 8))
         v8f = ir.VectorType(ir.FloatType(), 8)
-        mask = ir.Constant(ir.VectorType(ir.IntType(32), 8), None)
-
-        def bc(val, ty):
-            d = context.cast(builder, val, ty, types.float64)
-            v = builder.insert_element(ir.Constant(_V8D, ir.Undefined), d, ir.Constant(ir.IntType(32), 0))
-            return builder.shuffle_vector(v, ir.Constant(_V8D, ir.Undefined), mask)
-
-        mub, rsb = bc(args[3], sig.args[3]), bc(args[4], sig.args[4])
+        mub, rsb = (_bcast(builder, context.cast(builder, args[i], sig.args[i], types.float64), _V8D)
+                    for i in (3, 4))
         count = builder.udiv(n_, ir.Constant(n_.type, 8))
         with cgutils.for_range(builder, count) as loop:
             j = builder.mul(loop.index, ir.Constant(n_.type, 8))
