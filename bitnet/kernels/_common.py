@@ -3,7 +3,7 @@
 The hot loops of the convolutions are written as explicit LLVM vector code (numba
 ``@intrinsic``): one call handles one pixel × one block of ``L`` output channels
 (``L`` from the instruction-set path's block widths, :mod:`.isa`, chosen per layer from
-C_out) × one group of ``G`` = 3 or 9 input words (or first-layer taps). Written this
+C_out) × one group of ``G`` = 3, 4 or 9 input words (3 or 9 first-layer taps). Written this
 way the operands stay in vector registers, there is no loop for LLVM to guard with
 runtime alias checks, and the L threshold decisions of a block become one output word
 through a vector compare (``vpcmpq`` → mask registers on AVX-512). The code emitted
@@ -320,7 +320,7 @@ def _check_common(w, k, acc, add, lanes, gw, xs, xoff, wdt, accdt):
 #   acc    64-element accumulator (int64 for binary layers, float32 for the first layer)
 #   add    bool: add acc[0:L] to the group's sum (a constant at every call site)
 #   lanes  L, the block width (16, 32 or 64)
-#   gw     G, words per group (3 or 9)
+#   gw     G, words per group (layout.GROUPS: 3, 4 or 9; first layer 3, 9 or ROWS3X3)
 #   xs     the gathered input words (uint64) or levels (float32) of a row of pixels,
 #          a 2-D (Kp, pixels) array: word k of pixel p is xs[k, p]
 #   xoff   flat offset of the group's first word of the pixel, k0·pixels + p

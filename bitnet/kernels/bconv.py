@@ -17,7 +17,8 @@ Kernel layout (prepared once, in :class:`BConv`):
   window of 16 channels is 3 words instead of 9. The kernel gathers the windows of a
   whole output row into a ``(Kp, W_out)`` buffer (word-major); ``Kp`` is the window's word count
   rounded up to a multiple of the group size ``G`` (3 for windows of up to 6 words,
-  else 9). Padded words are zero on both sides and add nothing to the popcount.
+  else 9, or 4 where that pads less: :func:`.layout.group_words`). Padded words are
+  zero on both sides and add nothing to the popcount.
 * **Weights** become blocks of ``L`` output channels (``L`` = 16, 32 or 64: the
   smallest that holds ``C_out``, 64 for wide layers): ``wt[block, k, j]`` is window
   word ``k`` of output channel ``block·L + j``. One block is at most ``Kp·L`` words

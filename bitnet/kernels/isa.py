@@ -38,6 +38,8 @@ from __future__ import annotations
 import os
 import platform
 
+from .layout import GROUPS
+
 #: path -> kernel shapes (see the module docstring). ``lanes``: block widths (output
 #: channels per block) of binary layers, smallest first; ``qlanes``: block widths of
 #: the first layer (float32 lanes); ``groups``: words per group (a group's byte
@@ -58,7 +60,7 @@ PATHS = {
                     registers="16 x xmm (128-bit) or the target's"),
 }
 for _p in PATHS.values():
-    _p["groups"] = (3, 9)
+    _p["groups"] = GROUPS       # words per group of the binary layers, on every path
     # binary weights stored as low/high nibble planes (see layout.nibble_planes)
     _p["nibbles"] = _p is PATHS["avx2"]
 BY_CODE = {v["code"]: k for k, v in PATHS.items()}
