@@ -116,49 +116,16 @@ _rowsum_plain = _rowsum(False)
 _rowsum_sq = _rowsum(True)
 
 
-@intrinsic
-def _rowout(typingctx, x, off, n, mu, rs, weight, bias, out, ooff):
-    """``out[ooff + j] = float32((float64(x[off + j]) − mu) · rs · float64(weight[j]) +
-    float64(bias[j]))`` for ``j < n`` (a multiple of 8), eight lanes at a time: the scalar
-    expression's operations in its order (no fused multiply-add), so the same bits."""
-    if not (_is_arr(x, types.float32) and _is_arr(weight, types.float32) and _is_arr(bias, types.float32)
-            and _is_arr(out, types.float32) and all(isinstance(a, types.Integer) for a in (off, n, ooff))
-            and isinstance(mu, types.Float) and isinstance(rs, types.Float)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        _prefer_512(context, builder.function)
-        off_, n_, ooff_ = (_intp(context, builder, args[i], sig.args[i]) for i in (1, 2, 8))
-        v8f = ir.VectorType(ir.FloatType(), 8)
-        mub, rsb = (_bcast(builder, context.cast(builder, args[i], sig.args[i], types.float64), _V8D)
-                    for i in (3, 4))
-        count = builder.udiv(n_, ir.Constant(n_.type, 8))
-        with cgutils.for_range(builder, count) as loop:
-            j = builder.mul(loop.index, ir.Constant(n_.type, 8))
-
-            def ld(i, at):
-                return builder.fpext(builder.load(_ptr(context, builder, sig.args[i], args[i], at, v8f),
-                                                  align=4), _V8D)
-            y = builder.fmul(builder.fmul(builder.fsub(ld(0, builder.add(off_, j)), mub), rsb), ld(5, j))
-            y = builder.fadd(y, ld(6, j))
-            builder.store(builder.fptrunc(y, v8f),
-                          _ptr(context, builder, sig.args[7], args[7], builder.add(ooff_, j), v8f), align=4)
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, mu, rs, weight, bias, out, ooff), codegen
-
-
 @jit()
 def _ln_rows(x, weight, bias, eps, out):
     """``out[r] = layernorm(x[r])`` for every row of float32 ``(rows, C)`` (module
     docstring). The first ``c − c mod 16`` elements of a row are summed by
     :func:`_rowsum` (sixteen partial sums in vector registers), the rest in order after
-    them: float64 sums in any order round to the same float32 result but for rare ties
-    (module docstring). The rows run in this one function: a call per row cost more
-    than a short row's arithmetic."""
+    them: the order the reference follows (module docstring). The rows run in this one
+    function: a call per row cost more than a short row's arithmetic. The last loop
+    vectorises as written (no reduction in it)."""
     rows, c = x.shape
     c16 = c - c % 16
-    c8 = c - c % 8
     xf = x.reshape(-1)
     of = out.reshape(-1)
     for r in range(rows):
@@ -172,8 +139,7 @@ def _ln_rows(x, weight, bias, eps, out):
             d = np.float64(xf[off + j]) - mu
             v += d * d
         rs = 1.0 / np.sqrt(v / c + eps)
-        _rowout(xf, off, c8, mu, rs, weight, bias, of, off)
-        for j in range(c8, c):
+        for j in range(c):
             y = (np.float64(xf[off + j]) - mu) * rs * np.float64(weight[j]) + np.float64(bias[j])
             of[off + j] = np.float32(y)
 
