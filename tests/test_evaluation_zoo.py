@@ -43,3 +43,20 @@ def test_a_recorded_cross_validation_beats_fewer_folds_on_this_machine(tmp_path)
     full = {"name": name, "accuracy": 0.7, "folds": {str(k): 0.7 for k in range(1, 6)}}
     row = [r for r in zoo.collect(tmp_path, {name: full}) if r["name"].startswith(name)]
     assert row == [full]
+
+
+def test_the_complexity_table_keeps_an_int8_figure_only_for_the_same_file():
+    from evaluation import zoo_table
+
+    prev = [{"model": "kw", "precision": "INT8", "file_sha256": "aa", "accuracy": 0.81},
+            {"model": "lc", "precision": "INT8", "file_sha256": "bb", "accuracy": 0.40},
+            {"model": "kw", "precision": "float32", "file_sha256": "aa", "accuracy": 0.9}]
+    rows = [{"model": "kw", "precision": "INT8", "file_sha256": "aa", "accuracy": None},   # twin run absent
+            {"model": "lc", "precision": "INT8", "file_sha256": "cc", "accuracy": None},   # file changed
+            {"model": "kw", "precision": "float32", "file_sha256": "aa", "accuracy": None},  # not INT8
+            {"model": "kx", "precision": "INT8", "file_sha256": "aa", "accuracy": 0.5}]    # measured now
+    out = zoo_table.keep_recorded(rows, prev)
+    assert out[0]["accuracy"] == 0.81 and out[0]["accuracy_recorded"] is True
+    assert out[1]["accuracy"] is None and "accuracy_recorded" not in out[1]
+    assert out[2]["accuracy"] is None
+    assert out[3]["accuracy"] == 0.5 and "accuracy_recorded" not in out[3]
