@@ -126,6 +126,21 @@ def test_pruned_model_is_smaller_and_exports_exactly(manifest, tmp_path):
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
 
 
+def test_prune_distils_from_the_named_teacher(manifest, tmp_path):
+    base = tmp_path / "base"
+    assert trainer_main(_train_args(manifest, base, "--split", "fold:1")) == 0
+    out = tmp_path / "pruned-kd"
+    assert trainer_main(["prune", str(base), "--amount", "0.3", "--epochs", "1", "--teacher", str(base),
+                         "--out", str(out)]) == 0
+    ft = json.loads((out / "prune.json").read_text())["finetune"]
+    assert ft["teacher"] == str(base) and f"--teacher {base}" in ft["command"]
+    assert json.loads((out / "result.json").read_text())["command"] == ft["command"]
+    # without --teacher the base run's own (here: none) is kept
+    out2 = tmp_path / "pruned"
+    assert trainer_main(["prune", str(base), "--amount", "0.3", "--epochs", "1", "--out", str(out2)]) == 0
+    assert json.loads((out2 / "prune.json").read_text())["finetune"]["teacher"] == ""
+
+
 def test_prune_refuses_residual_models():
     with pytest.raises(ValueError, match="pruning supports"):
         prune_model(M.build("digits", n_classes=3), 0.3)

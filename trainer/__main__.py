@@ -163,8 +163,12 @@ def main(argv=None) -> int:
     pr.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
     pr.add_argument("--lr", type=float, default=5e-4)
     pr.add_argument("--seed", type=int, default=None)
+    pr.add_argument("--teacher", default=None,
+                    help="distil the fine-tuning from this run (e.g. the unpruned RUN itself); "
+                         "default: the base run's own teacher, if any")
     pr.set_defaults(func=lambda a: (__import__("trainer.prune", fromlist=["x"])
-                                    .prune_run(a.run, a.out, a.amount, a.epochs, a.lr, a.seed), 0)[1])
+                                    .prune_run(a.run, a.out, a.amount, a.epochs, a.lr, a.seed,
+                                               teacher=a.teacher), 0)[1])
 
     m = sub.add_parser("models", help="list the model names")
     m.set_defaults(func=_models)

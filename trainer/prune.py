@@ -158,12 +158,15 @@ def prune_model(model: M.Net, amount: float) -> tuple[M.Net, dict]:
 
 
 def prune_run(run_dir, out, amount: float = 0.3, epochs: int = 5, lr: float = 5e-4,
-              seed: int | None = None, log=print) -> dict:
+              seed: int | None = None, log=print, teacher: str | None = None) -> dict:
     """Prune a trained run, fine-tune the smaller model, write a new run directory.
 
     The new run (``out``) is an ordinary run (``result.json`` with the accuracy after
     fine-tuning, ``model.pt``, curves, confusion matrix) whose ``model_kwargs`` hold the
     pruned widths, so ``python -m trainer export OUT`` writes the smaller file.
+    ``teacher``: a run directory to distil the fine-tuning from (the unpruned ``run_dir``
+    itself is the usual choice: the pruned network learns to answer as it did); ``None``
+    keeps the base run's own teacher (none, or its float twin).
     """
     from .train import TrainConfig, evaluate, load_run, train
     from . import data as D
@@ -184,8 +187,9 @@ def prune_run(run_dir, out, amount: float = 0.3, epochs: int = 5, lr: float = 5e
     kwargs = {**info.get("model_kwargs", {}), "widths": rep["widths_after"]}
     ft = replace(cfg, out=str(out), epochs=epochs, lr=lr, warmup_epochs=0.0, model_kwargs=kwargs,
                  init=str(init), seed=cfg.seed if seed is None else seed,
+                 teacher=cfg.teacher if teacher is None else str(teacher),
                  command=f"python -m trainer prune {run_dir} --amount {amount} --epochs {epochs} "
-                         f"--lr {lr} --out {out}")
+                         f"--lr {lr}" + ("" if teacher is None else f" --teacher {teacher}") + f" --out {out}")
     res = train(ft, resume=False, log=log)
     base = json.loads((run_dir / "result.json").read_text())
     report = {**rep, "amount": amount, "base_run": str(run_dir), "base_accuracy": base["test_accuracy"],
