@@ -139,6 +139,25 @@ def test_prune_distils_from_the_named_teacher(manifest, tmp_path):
     out2 = tmp_path / "pruned"
     assert trainer_main(["prune", str(base), "--amount", "0.3", "--epochs", "1", "--out", str(out2)]) == 0
     assert json.loads((out2 / "prune.json").read_text())["finetune"]["teacher"] == ""
+    # the per-layer sensitivity scan: one row per layer and fraction, no run written
+    from trainer.prune import sensitivity
+
+    rows = sensitivity(base, fractions=(0.5,), log=lambda *a: None)
+    assert [r["layer"] for r in rows] == [None, 0, 1, 2, 3]
+    assert rows[4]["widths"] == [16, 16, 32, 50] and all(0 <= r["accuracy"] <= 1 for r in rows)
+
+
+def test_prune_takes_one_fraction_per_binary_layer():
+    from trainer.prune import parse_amount
+
+    net = M.build("lc-bnn", n_classes=12)
+    _, rep = prune_model(net, parse_amount("0,0,0.25,0.5"))
+    assert rep["widths_before"] == [16, 16, 32, 100] and rep["widths_after"] == [16, 16, 24, 50]
+    assert net(torch.zeros(2, 1, 40, 51)).shape == (2, 12)      # still wired consistently
+    with pytest.raises(ValueError, match="4 binary layers"):
+        prune_model(M.build("lc-bnn", n_classes=12), [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        prune_model(M.build("lc-bnn", n_classes=12), [0, 0, 0, 1.0])
 
 
 def test_prune_refuses_residual_models():

@@ -59,6 +59,19 @@ def _export(args) -> int:
     return 0
 
 
+def _prune(args) -> int:
+    from . import prune as P
+
+    amount = P.parse_amount(args.amount)
+    if args.sensitivity:
+        P.sensitivity(args.run)
+        return 0
+    if not args.out:
+        raise SystemExit("trainer prune: --out is required (unless --sensitivity)")
+    P.prune_run(args.run, args.out, amount, args.epochs, args.lr, args.seed, teacher=args.teacher)
+    return 0
+
+
 def _models(args) -> int:
     from . import models
 
@@ -158,17 +171,19 @@ def main(argv=None) -> int:
 
     pr = sub.add_parser("prune", help="prune filters by cosine similarity, fine-tune, write a new run")
     pr.add_argument("run")
-    pr.add_argument("--out", required=True)
-    pr.add_argument("--amount", type=float, default=0.3, help="fraction of each binary layer's filters")
+    pr.add_argument("--out", help="the new run directory (required unless --sensitivity)")
+    pr.add_argument("--amount", default="0.3",
+                    help="fraction of each binary layer's filters, or one per binary layer: 0,0,0.25,0.6")
+    pr.add_argument("--sensitivity", action="store_true",
+                    help="only print the accuracy after pruning each binary layer alone (25/50/75 %%), "
+                         "no fine-tuning, to choose per-layer amounts on a validation fold")
     pr.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
     pr.add_argument("--lr", type=float, default=5e-4)
     pr.add_argument("--seed", type=int, default=None)
     pr.add_argument("--teacher", default=None,
                     help="distil the fine-tuning from this run (e.g. the unpruned RUN itself); "
                          "default: the base run's own teacher, if any")
-    pr.set_defaults(func=lambda a: (__import__("trainer.prune", fromlist=["x"])
-                                    .prune_run(a.run, a.out, a.amount, a.epochs, a.lr, a.seed,
-                                               teacher=a.teacher), 0)[1])
+    pr.set_defaults(func=_prune)
 
     m = sub.add_parser("models", help="list the model names")
     m.set_defaults(func=_models)

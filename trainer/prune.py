@@ -112,8 +112,20 @@ def _spatial_positions(model: M.Net, index: int) -> int:
     return int(x.shape[2] * x.shape[3])
 
 
-def prune_model(model: M.Net, amount: float) -> tuple[M.Net, dict]:
-    """Remove ``amount`` (0..1) of the filters of every binary layer, in place.
+def _amounts(amount, n_layers: int) -> list[float]:
+    """``amount`` as one fraction per binary layer (a number applies to all)."""
+    fr = [float(a) for a in amount] if isinstance(amount, (list, tuple)) else [float(amount)] * n_layers
+    if len(fr) != n_layers:
+        raise ValueError(f"amount: {len(fr)} fractions for {n_layers} binary layers")
+    if not all(0 <= a < 1 for a in fr):
+        raise ValueError(f"amount must be in [0, 1), got {amount}")
+    return fr
+
+
+def prune_model(model: M.Net, amount) -> tuple[M.Net, dict]:
+    """Remove ``amount`` (0..1) of the filters of every binary layer, in place; a
+    sequence gives one fraction per binary layer, in order (layers differ in how much
+    they can lose: see ``python -m trainer prune --sensitivity``).
 
     Returns
     -------
@@ -123,16 +135,15 @@ def prune_model(model: M.Net, amount: float) -> tuple[M.Net, dict]:
     if model.name not in PRUNABLE or model.float_twin:
         raise ValueError(f"pruning supports the binarized sequential models {PRUNABLE}, not "
                          f"{model.name}{' (float twin)' if model.float_twin else ''}")
-    if not 0 <= amount < 1:
-        raise ValueError(f"amount must be in [0, 1), got {amount}")
     layers = list(model.layers)
     convs = [i for i, m in enumerate(layers) if isinstance(m, BinaryConvBN)]
+    amounts = _amounts(amount, len(convs))
     before, after, removed = [], [], []
     positions = {i: _spatial_positions(model, i) for i, m in enumerate(layers) if isinstance(m, M.Flatten)}
-    for i in convs:
+    for i, frac in zip(convs, amounts):
         conv = layers[i]
         n = conv.conv.weight.shape[0]
-        drop = similar_filters(conv.conv.weight, int(round(amount * n)))
+        drop = similar_filters(conv.conv.weight, int(round(frac * n)))
         keep = torch.tensor(sorted(set(range(n)) - set(drop)), dtype=torch.long)
         before.append(n)
         after.append(len(keep))
@@ -155,6 +166,46 @@ def prune_model(model: M.Net, amount: float) -> tuple[M.Net, dict]:
     model.config["widths"] = after
     return model, {"widths_before": before, "widths_after": after, "removed": removed,
                    "filters_before": sum(before), "filters_after": sum(after)}
+
+
+def _amount_arg(amount) -> str:
+    """``amount`` as ``--amount`` takes it: ``0.3`` or ``0,0,0.25,0.6``."""
+    return ",".join(f"{float(a):g}" for a in amount) if isinstance(amount, (list, tuple)) else f"{amount:g}"
+
+
+def parse_amount(text: str):
+    """``--amount``: one fraction (``0.3``) or one per binary layer (``0,0,0.25,0.6``)."""
+    parts = [float(p) for p in str(text).split(",")]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def sensitivity(run_dir, fractions=(0.25, 0.5, 0.75), log=print) -> list[dict]:
+    """Accuracy of a trained run on its own test (validation) clips after pruning one
+    binary layer alone by each of ``fractions``, without fine-tuning: how much each
+    layer can lose, to choose per-layer amounts on a validation fold."""
+    from .train import TrainConfig, evaluate, load_run
+    from . import data as D
+
+    run_dir = Path(run_dir)
+    model, info = load_run(run_dir)
+    cfg = TrainConfig(**{k: v for k, v in info["config"].items() if k in TrainConfig.__dataclass_fields__})
+    feat = D.Featurizer(D.frontend_config(**info["frontend"]))
+    _, test_set, _ = D.load_dataset(cfg.data, cfg.split, cfg.seed)
+    x_test = D.clean_features(feat, test_set, cfg.cache_dir or None)
+    n_layers = sum(isinstance(m, BinaryConvBN) for m in model.layers)
+    base = evaluate(model, x_test, test_set.labels)[0]
+    rows = [{"layer": None, "fraction": 0.0, "accuracy": base}]
+    log(f"{run_dir}: accuracy {base:.4f} unpruned")
+    for k in range(n_layers):
+        for f in fractions:
+            m, _ = load_run(run_dir)
+            amounts = [0.0] * n_layers
+            amounts[k] = f
+            m, rep = prune_model(m, amounts)
+            acc = evaluate(m, x_test, test_set.labels)[0]
+            rows.append({"layer": k, "fraction": f, "widths": rep["widths_after"], "accuracy": acc})
+            log(f"binary layer {k}: {f:.0%} pruned (widths {rep['widths_after']}): accuracy {acc:.4f}")
+    return rows
 
 
 def prune_run(run_dir, out, amount: float = 0.3, epochs: int = 5, lr: float = 5e-4,
@@ -188,7 +239,7 @@ def prune_run(run_dir, out, amount: float = 0.3, epochs: int = 5, lr: float = 5e
     ft = replace(cfg, out=str(out), epochs=epochs, lr=lr, warmup_epochs=0.0, model_kwargs=kwargs,
                  init=str(init), seed=cfg.seed if seed is None else seed,
                  teacher=cfg.teacher if teacher is None else str(teacher),
-                 command=f"python -m trainer prune {run_dir} --amount {amount} --epochs {epochs} "
+                 command=f"python -m trainer prune {run_dir} --amount {_amount_arg(amount)} --epochs {epochs} "
                          f"--lr {lr}" + ("" if teacher is None else f" --teacher {teacher}") + f" --out {out}")
     res = train(ft, resume=False, log=log)
     base = json.loads((run_dir / "result.json").read_text())
