@@ -63,13 +63,31 @@ ENTRIES = [
      "pruned", "lccv-ns60-p30e60", "prune"),
     ("LC-BNN validation fold 1 (60 epochs) pruned 50 %, 60 epochs of fine-tuning at lr 1e-3", "pruned",
      "lccv-ns60-p50e60", "prune"),
+    ("LC-BNN validation fold 1 (150 epochs) pruned 30 % in every layer, 60 epochs of fine-tuning", "pruned",
+     "lccv-ns150-p30", "prune"),
+    ("LC-BNN validation fold 1 (150 epochs) pruned 30 % in every layer, fine-tuning distilled from the "
+     "unpruned model", "pruned", "lccv-ns150-p30kd", "prune"),
+    ("LC-BNN validation fold 1 (150 epochs) pruned 0/0/25/50 % per layer", "pruned",
+     "lccv-ns150-p0-0-025-05", "prune"),
+    ("LC-BNN validation fold 1 (150 epochs) pruned 0/0/0/50 % per layer (bdense 100 -> 50; chosen)", "pruned",
+     "lccv-ns150-p0-0-0-05", "prune"),
+    ("LC-BNN validation fold 1 (150 epochs), nothing pruned, the same 60 epochs of fine-tuning (control)",
+     "control", "lccv-ns150-p0", "prune"),
+    ("LC-BNN validation fold 1 (150 epochs) pruned 50 % in every layer (an ensemble member's budget; chosen)",
+     "pruned", "lccv-ns150-p50", "prune"),
+    ("LC-BNN validation fold 1 (150 epochs) pruned 50/50/37.5/0 % per layer (the same budget)", "pruned",
+     "lccv-ns150-pm", "prune"),
     # the chosen recipe on the fixed test part
     ("LC-BNN keywords, seed 0, 150 epochs, SpecAugment off (shipped as lc-keywords)", "BNN", "lc150-s0", "run"),
     ("LC-BNN keywords, seed 1, 150 epochs, SpecAugment off", "BNN", "lc150-s1", "run"),
     ("LC-BNN keywords, seed 2, 150 epochs, SpecAugment off", "BNN", "lc150-s2", "run"),
     ("LC-BNN float twin, 150 epochs, SpecAugment off", "float", "lc150-float", "run"),
-    ("LC-BNN seed 0 (150 epochs) pruned 30 %, 60 epochs of fine-tuning (shipped as lc-keywords-pruned)",
-     "pruned", "lc150-s0-p30", "prune"),
+    ("LC-BNN seed 0 (150 epochs) pruned 30 % in every layer, 60 epochs of fine-tuning", "pruned",
+     "lc150-s0-p30", "prune"),
+    ("LC-BNN seed 0 (150 epochs) pruned 0/0/0/50 % per layer, 60 epochs of fine-tuning (shipped as "
+     "lc-keywords-pruned)", "pruned", "lc150-s0-pl", "prune"),
+    ("LC-BNN seed 0 (150 epochs), nothing pruned, the same 60 epochs of fine-tuning (control)", "control",
+     "lc150-s0-p0", "prune"),
     ("LC-BNN seed 0 (150 epochs) pruned 50 % (ensemble member)", "pruned", "lc150-s0-p50", "prune"),
     ("LC-BNN seed 1 (150 epochs) pruned 50 % (ensemble member)", "pruned", "lc150-s1-p50", "prune"),
     ("LC-BNN seed 2 (150 epochs) pruned 50 % (ensemble member)", "pruned", "lc150-s2-p50", "prune"),
@@ -232,7 +250,26 @@ def write(rows, checks, gate, out_md: Path) -> None:
                   "`_silence_`) per true class: " + ", ".join(
                       f"{k} {v['gated']}/{v['clips']}" for k, v in sorted(gate["gated_to_silence_per_class"].items()))
                   + "."]
-    out_md.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    out_md.write_text(text)
+    copy_into(REPO / "docs" / "zoo.md", text)
+
+
+#: where docs/zoo.md holds its copy of the generated table
+MARK_BEGIN, MARK_END = "<!-- zoo-accuracy begin -->", "<!-- zoo-accuracy end -->"
+
+
+def copy_into(doc: Path, text: str) -> bool:
+    """Replace what lies between the markers of ``doc`` with ``text`` (nothing happens
+    without both markers); True when ``doc`` was rewritten."""
+    if not doc.exists():
+        return False
+    old = doc.read_text()
+    if MARK_BEGIN not in old or MARK_END not in old:
+        return False
+    a, b = old.index(MARK_BEGIN) + len(MARK_BEGIN), old.index(MARK_END)
+    doc.write_text(old[:a] + "\n" + text + old[b:])
+    return True
 
 
 def main(argv=None) -> int:

@@ -60,3 +60,13 @@ def test_the_complexity_table_keeps_an_int8_figure_only_for_the_same_file():
     assert out[1]["accuracy"] is None and "accuracy_recorded" not in out[1]
     assert out[2]["accuracy"] is None
     assert out[3]["accuracy"] == 0.5 and "accuracy_recorded" not in out[3]
+
+
+def test_the_generated_table_is_copied_between_the_markers_only(tmp_path):
+    doc = tmp_path / "zoo.md"
+    doc.write_text(f"intro\n{zoo.MARK_BEGIN}\nold table\n{zoo.MARK_END}\nafter\n")
+    assert zoo.copy_into(doc, "| new |\n")
+    assert doc.read_text() == f"intro\n{zoo.MARK_BEGIN}\n| new |\n{zoo.MARK_END}\nafter\n"
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not zoo.copy_into(plain, "| new |\n") and plain.read_text() == "no markers\n"

@@ -1,6 +1,9 @@
 """Filter pruning by cosine similarity: prune, fine-tune, export a genuinely smaller model.
 
 ``python -m trainer prune RUN --amount 0.3 --epochs 5 --out RUN-pruned``
+(``--amount 0,0,0.25,0.5``: one fraction per binary layer; ``--sensitivity``: the
+accuracy after pruning each layer alone, to choose those fractions on a validation fold;
+``--teacher RUN``: distil the fine-tuning)
 
 For every binary layer of a sequential model (``lc-bnn``, ``kws-bnn-m``) the filters
 are compared by the cosine similarity of their binary weights ``sign(W)`` (flattened
