@@ -182,19 +182,27 @@ def parse_amount(text: str):
     return parts[0] if len(parts) == 1 else parts
 
 
-def sensitivity(run_dir, fractions=(0.25, 0.5, 0.75), log=print) -> list[dict]:
-    """Accuracy of a trained run on its own test (validation) clips after pruning one
-    binary layer alone by each of ``fractions``, without fine-tuning: how much each
-    layer can lose, to choose per-layer amounts on a validation fold."""
-    from .train import TrainConfig, evaluate, load_run
+def _load_with_test_features(run_dir: Path):
+    """A trained run's model, info, config, and the clean features and clips of its own
+    test (for a fold run: validation) split."""
+    from .train import TrainConfig, load_run
     from . import data as D
 
-    run_dir = Path(run_dir)
     model, info = load_run(run_dir)
     cfg = TrainConfig(**{k: v for k, v in info["config"].items() if k in TrainConfig.__dataclass_fields__})
     feat = D.Featurizer(D.frontend_config(**info["frontend"]))
     _, test_set, _ = D.load_dataset(cfg.data, cfg.split, cfg.seed)
-    x_test = D.clean_features(feat, test_set, cfg.cache_dir or None)
+    return model, info, cfg, D.clean_features(feat, test_set, cfg.cache_dir or None), test_set
+
+
+def sensitivity(run_dir, fractions=(0.25, 0.5, 0.75), log=print) -> list[dict]:
+    """Accuracy of a trained run on its own test (validation) clips after pruning one
+    binary layer alone by each of ``fractions``, without fine-tuning: how much each
+    layer can lose, to choose per-layer amounts on a validation fold."""
+    from .train import evaluate, load_run
+
+    run_dir = Path(run_dir)
+    model, info, _, x_test, test_set = _load_with_test_features(run_dir)
     n_layers = sum(isinstance(m, BinaryConvBN) for m in model.layers)
     base = evaluate(model, x_test, test_set.labels)[0]
     rows = [{"layer": None, "fraction": 0.0, "accuracy": base}]
@@ -218,20 +226,16 @@ def prune_run(run_dir, out, amount: float = 0.3, epochs: int = 5, lr: float = 5e
     The new run (``out``) is an ordinary run (``result.json`` with the accuracy after
     fine-tuning, ``model.pt``, curves, confusion matrix) whose ``model_kwargs`` hold the
     pruned widths, so ``python -m trainer export OUT`` writes the smaller file.
-    ``teacher``: a run directory to distil the fine-tuning from (the unpruned ``run_dir``
-    itself is the usual choice: the pruned network learns to answer as it did); ``None``
+    ``teacher``: a run directory to distil the fine-tuning from (e.g. the unpruned ``run_dir``
+    itself, so the pruned network learns to answer as it did; on LC-BNN it did not help,
+    docs/zoo.md); ``None``
     keeps the base run's own teacher (none, or its float twin).
     """
-    from .train import TrainConfig, evaluate, load_run, train
-    from . import data as D
+    from .train import evaluate, train
 
     run_dir, out = Path(run_dir), Path(out)
-    model, info = load_run(run_dir)
-    cfg = TrainConfig(**{k: v for k, v in info["config"].items() if k in TrainConfig.__dataclass_fields__})
+    model, info, cfg, x_test, test_set = _load_with_test_features(run_dir)
     model, rep = prune_model(model, amount)
-    feat = D.Featurizer(D.frontend_config(**info["frontend"]))
-    _, test_set, _ = D.load_dataset(cfg.data, cfg.split, cfg.seed)
-    x_test = D.clean_features(feat, test_set, cfg.cache_dir or None)
     acc_before_ft = evaluate(model, x_test, test_set.labels)[0]
     log(f"pruned {rep['filters_before']} -> {rep['filters_after']} binary filters "
         f"({rep['widths_before']} -> {rep['widths_after']}); accuracy before fine-tuning {acc_before_ft:.4f}")
