@@ -136,3 +136,10 @@ def test_every_bundled_model_loads_with_its_engine_check(name):
         assert check and check["predictions_identical"] and check["max_abs_logit_diff"] <= 1e-4
         assert "license" in member.provenance
     assert m.path.stat().st_size < 1_000_000
+
+
+def test_the_sound_event_model_ships_without_the_speech_gate():
+    """Rain or an engine is not silence: the bundled esc10 file says ``"gate": false``
+    (a re-export without ``--no-gate`` would silently label quiet sounds ``_silence_``)."""
+    assert bitnet.load("esc10").header.get("gate") is False
+    assert bitnet.load("keywords").header.get("gate") is not False
