@@ -44,7 +44,7 @@ ENTRIES = [
     ("keywords float twin, 4 speaker folds (cross-validation)", "float", "kwcv-float", "folds"),
     ("keywords BNN, SpecAugment off, 50 epochs, validation fold 1 (chosen)", "BNN", "kwcv-bnn-ns50", "folds"),
     ("keywords BNN (kws-res), 50 epochs, distilled, SpecAugment off (shipped)", "BNN", "kw-bnn50kd-ns", "run"),
-    ("ESC-10 BNN, 90 epochs (fold 1 only)", "BNN", "esc-bnn90", "folds"),
+    ("ESC-10 resnet-esc BNN, 90 epochs (the schedule chosen on fold 1)", "BNN", "esc-bnn90", "folds"),
     ("LC-BNN keywords, seed 0, 20 epochs (the first recipe)", "BNN", "lc-s0", "run"),
     ("LC-BNN keywords, seed 1, 20 epochs (the first recipe)", "BNN", "lc-s1", "run"),
     ("LC-BNN keywords, seed 2, 20 epochs (the first recipe)", "BNN", "lc-s2", "run"),
@@ -119,12 +119,16 @@ def collect(runs: Path, recorded: dict | None = None) -> list[dict]:
     for name, what, rel, kind in ENTRIES:
         d = runs / rel
         n_rows = len(rows)
-        if kind == "folds" and (d / "folds.json").exists():
+        n_recorded = len((recorded.get(name) or {}).get("folds", {}))
+        if kind == "folds" and (d / "folds.json").exists() and not (
+                n_recorded > len(json.loads((d / "folds.json").read_text())["folds"])):
             f = json.loads((d / "folds.json").read_text())
             rows.append({"name": name, "what": what, "accuracy": f["mean"], "std": f["std"],
                          "folds": {r["fold"]: r["accuracy"] for r in f["folds"]}, "command": f["command"]})
+        elif kind == "folds" and (d / "folds.json").exists():
+            pass  # a recorded cross-validation with more folds than this machine's run: kept below
         elif kind == "folds" and any(d.glob("fold*/result.json")) and not (
-                len((recorded.get(name) or {}).get("folds", {})) > len(list(d.glob("fold*/result.json")))):
+                n_recorded > len(list(d.glob("fold*/result.json")))):
             # a cross-validation cut short (a recorded row with more folds is kept instead)
             res = {p.parent.name[4:]: json.loads(p.read_text()) for p in sorted(d.glob("fold*/result.json"))}
             accs = [r["test_accuracy"] for r in res.values()]

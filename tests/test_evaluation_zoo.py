@@ -70,3 +70,14 @@ def test_the_generated_table_is_copied_between_the_markers_only(tmp_path):
     plain = tmp_path / "plain.md"
     plain.write_text("no markers\n")
     assert not zoo.copy_into(plain, "| new |\n") and plain.read_text() == "no markers\n"
+
+
+def test_a_recorded_cross_validation_beats_a_folds_json_of_fewer_folds(tmp_path):
+    name, _, rel, _ = next(e for e in zoo.ENTRIES if e[3] == "folds")
+    (tmp_path / rel).mkdir(parents=True)
+    (tmp_path / rel / "folds.json").write_text(json.dumps(
+        {"mean": 0.1, "std": 0.0, "folds": [{"fold": "1", "accuracy": 0.1}], "command": "c"}))
+    full = {"name": name, "accuracy": 0.7, "folds": {str(k): 0.7 for k in range(1, 6)}}
+    assert [r for r in zoo.collect(tmp_path, {name: full}) if r["name"].startswith(name)] == [full]
+    one = [r for r in zoo.collect(tmp_path, {}) if r["name"].startswith(name)]
+    assert len(one) == 1 and one[0]["accuracy"] == 0.1          # nothing recorded: this machine's run
