@@ -388,9 +388,9 @@ def _row(m, name: str) -> tuple[str, str]:
     loso = prov.get("evidence", {}).get("loso", {})
     rob = prov.get("evidence", {}).get("robustness", {}).get("accuracy_gate_on", {})
     if not rob:  # no evidence in the file: a generated robustness table made from this very file
-        import hashlib
+        from ._docs import file_sha256
 
-        sha = hashlib.sha256(Path(m.path).read_bytes()).hexdigest()
+        sha = file_sha256(m.path)
         for summ in [REPO / "docs" / "robustness_summary.json",
                      *sorted((REPO / "docs").glob("robustness-*/robustness_summary.json"))]:
             d = json.loads(summ.read_text())
@@ -443,11 +443,10 @@ def digits_table() -> str:
 
 def write_readme(table: str) -> None:
     """Put the table between the markers of README.md and docs/training.md."""
+    from ._docs import replace_between
+
     for doc in (REPO / "README.md", REPO / "docs" / "training.md"):
-        text = doc.read_text()
-        if MARK_BEGIN in text and MARK_END in text:
-            a, b = text.index(MARK_BEGIN) + len(MARK_BEGIN), text.index(MARK_END)
-            doc.write_text(text[:a] + "\n" + table + "\n" + text[b:])
+        replace_between(doc, MARK_BEGIN, MARK_END, table + "\n")
 
 
 def evidence(runs: Path, prefix: str) -> dict:

@@ -184,10 +184,10 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "robustness.json").write_text(json.dumps(result, indent=1) + "\n")
-    import hashlib
+    from ._docs import file_sha256
 
     summary = {"data": "FSDD official test takes 0-4 (300 clips)", "made_by": result["command"],
-               "model_sha256": hashlib.sha256(Path(model.path).read_bytes()).hexdigest(),
+               "model_sha256": file_sha256(model.path),
                "accuracy_gate_on": {x["condition"]: round(x["accuracy_gate_on"], 4) for x in rows},
                "ece": {x["condition"]: round(x["ece"], 4) for x in rows},
                "temperature": round(temp, 4)}

@@ -120,17 +120,15 @@ def collect(runs: Path, recorded: dict | None = None) -> list[dict]:
         d = runs / rel
         n_rows = len(rows)
         n_recorded = len((recorded.get(name) or {}).get("folds", {}))
-        if kind == "folds" and (d / "folds.json").exists() and not (
-                n_recorded > len(json.loads((d / "folds.json").read_text())["folds"])):
+        if kind == "folds" and (d / "folds.json").exists():
+            # a recorded cross-validation with more folds than this machine's run is kept below
             f = json.loads((d / "folds.json").read_text())
-            rows.append({"name": name, "what": what, "accuracy": f["mean"], "std": f["std"],
-                         "folds": {r["fold"]: r["accuracy"] for r in f["folds"]}, "command": f["command"]})
-        elif kind == "folds" and (d / "folds.json").exists():
-            pass  # a recorded cross-validation with more folds than this machine's run: kept below
-        elif kind == "folds" and any(d.glob("fold*/result.json")) and not (
-                n_recorded > len(list(d.glob("fold*/result.json")))):
+            if n_recorded <= len(f["folds"]):
+                rows.append({"name": name, "what": what, "accuracy": f["mean"], "std": f["std"],
+                             "folds": {r["fold"]: r["accuracy"] for r in f["folds"]}, "command": f["command"]})
+        elif kind == "folds" and (done := sorted(d.glob("fold*/result.json"))) and n_recorded <= len(done):
             # a cross-validation cut short (a recorded row with more folds is kept instead)
-            res = {p.parent.name[4:]: json.loads(p.read_text()) for p in sorted(d.glob("fold*/result.json"))}
+            res = {p.parent.name[4:]: json.loads(p.read_text()) for p in done}
             accs = [r["test_accuracy"] for r in res.values()]
             rows.append({"name": name + f" ({len(accs)} folds finished)", "what": what,
                          "accuracy": float(np.mean(accs)), "std": float(np.std(accs)),
@@ -270,14 +268,9 @@ MARK_BEGIN, MARK_END = "<!-- zoo-accuracy begin -->", "<!-- zoo-accuracy end -->
 def copy_into(doc: Path, text: str) -> bool:
     """Replace what lies between the markers of ``doc`` with ``text`` (nothing happens
     without both markers); True when ``doc`` was rewritten."""
-    if not doc.exists():
-        return False
-    old = doc.read_text()
-    if MARK_BEGIN not in old or MARK_END not in old:
-        return False
-    a, b = old.index(MARK_BEGIN) + len(MARK_BEGIN), old.index(MARK_END)
-    doc.write_text(old[:a] + "\n" + text + old[b:])
-    return True
+    from ._docs import replace_between
+
+    return replace_between(doc, MARK_BEGIN, MARK_END, text)
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,6 @@ ensemble's float/INT8 latency is the sum over its members. It writes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import statistics
@@ -133,10 +132,6 @@ def int8_accuracy(member, calib_clips: int = 256):
     return float((pred.numpy() == np.asarray(test_set.labels)).mean())
 
 
-def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def keep_recorded(rows: list[dict], previous: list[dict]) -> list[dict]:
     """Fill the INT8 accuracies this run could not measure (the twin's run directory is
     not on this machine; ``runs/`` is not in the repository) from ``previous`` rows of
@@ -163,6 +158,8 @@ def measure(seconds: float = 0.5) -> list[dict]:
     import bitnet
     from bitnet.compare import compare
 
+    from ._docs import file_sha256
+
     torch.set_num_threads(1)
     bitnet.set_num_threads(1)
     names = list(bitnet.bundled_models())
@@ -170,6 +167,10 @@ def measure(seconds: float = 0.5) -> list[dict]:
     rows = compare(models, names=names, seconds=seconds)
     for m, name in zip(models, names):
         members = getattr(m, "members", [m])
+        sha = file_sha256(m.path)
+        for r in rows:
+            if r["model"] == name:
+                r["file_sha256"] = sha
         for prec, int8 in (("float32", False), ("INT8", True)):
             try:
                 lat = [_torch_latency(x, int8, seconds) for x in members]
@@ -179,7 +180,6 @@ def measure(seconds: float = 0.5) -> list[dict]:
                 ms = None
             row = next(r for r in rows if r["model"] == name and r["precision"] == prec)
             row["latency_ms"] = ms
-            row["file_sha256"] = file_sha256(bitnet.bundled_models()[name])
             acc = m.provenance.get("accuracy") or {}
             if prec == "float32":
                 row["accuracy"] = acc.get("float_twin_test") if isinstance(acc, dict) else None
@@ -198,6 +198,8 @@ def main() -> int:
     import bitnet
     from bitnet.compare import format_compare
 
+    from ._docs import replace_between
+
     rows = measure()
     prev = REPO / "docs" / "zoo_table.json"
     keep_recorded(rows, json.loads(prev.read_text())["rows"] if prev.exists() else [])
@@ -215,11 +217,7 @@ def main() -> int:
             "the latencies are indicative.")
     (REPO / "docs" / "zoo_table.json").write_text(json.dumps({"rows": rows, "note": note}, indent=2))
     (REPO / "docs" / "zoo_table.md").write_text(md + "\n\n" + note + "\n")
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    if MARK_BEGIN in text and MARK_END in text:
-        a, b = text.index(MARK_BEGIN) + len(MARK_BEGIN), text.index(MARK_END)
-        readme.write_text(text[:a] + "\n" + md + "\n\n" + note + "\n" + text[b:])
+    replace_between(REPO / "README.md", MARK_BEGIN, MARK_END, md + "\n\n" + note + "\n")
     print(md)
     print(note)
     return 0
