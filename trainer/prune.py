@@ -25,6 +25,7 @@ holds fewer channels, not masked zeros.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -199,37 +200,36 @@ def sensitivity(run_dir, fractions=(0.25, 0.5, 0.75), log=print) -> list[dict]:
     """Accuracy of a trained run on its own test (validation) clips after pruning one
     binary layer alone by each of ``fractions``, without fine-tuning: how much each
     layer can lose, to choose per-layer amounts on a validation fold."""
-    from .train import evaluate, load_run
+    from .train import evaluate
 
     run_dir = Path(run_dir)
-    model, info, _, x_test, test_set = _load_with_test_features(run_dir)
+    model, _, _, x_test, test_set = _load_with_test_features(run_dir)
     n_layers = sum(isinstance(m, BinaryConvBN) for m in model.layers)
     base = evaluate(model, x_test, test_set.labels)[0]
     rows = [{"layer": None, "fraction": 0.0, "accuracy": base}]
     log(f"{run_dir}: accuracy {base:.4f} unpruned")
     for k in range(n_layers):
         for f in fractions:
-            m, _ = load_run(run_dir)
             amounts = [0.0] * n_layers
             amounts[k] = f
-            m, rep = prune_model(m, amounts)
+            m, rep = prune_model(copy.deepcopy(model), amounts)   # pruning works in place
             acc = evaluate(m, x_test, test_set.labels)[0]
             rows.append({"layer": k, "fraction": f, "widths": rep["widths_after"], "accuracy": acc})
             log(f"binary layer {k}: {f:.0%} pruned (widths {rep['widths_after']}): accuracy {acc:.4f}")
     return rows
 
 
-def prune_run(run_dir, out, amount: float = 0.3, epochs: int = 5, lr: float = 5e-4,
+def prune_run(run_dir, out, amount: float | list[float] = 0.3, epochs: int = 5, lr: float = 5e-4,
               seed: int | None = None, log=print, teacher: str | None = None) -> dict:
     """Prune a trained run, fine-tune the smaller model, write a new run directory.
 
     The new run (``out``) is an ordinary run (``result.json`` with the accuracy after
     fine-tuning, ``model.pt``, curves, confusion matrix) whose ``model_kwargs`` hold the
     pruned widths, so ``python -m trainer export OUT`` writes the smaller file.
-    ``teacher``: a run directory to distil the fine-tuning from (e.g. the unpruned ``run_dir``
-    itself, so the pruned network learns to answer as it did; on LC-BNN it did not help,
-    docs/zoo.md); ``None``
-    keeps the base run's own teacher (none, or its float twin).
+    ``amount``: as :func:`prune_model`. ``teacher``: a run directory to distil the
+    fine-tuning from (e.g. the unpruned ``run_dir`` itself, so the pruned network learns
+    to answer as it did; on LC-BNN it did not help, docs/zoo.md); ``None`` keeps the base
+    run's own teacher (none, or its float twin).
     """
     from .train import evaluate, train
 
